@@ -57,8 +57,9 @@ def namespace_of(**arrays: Array | None) -> Namespace:
             raise TypeError(msg) from None
     unique = {id(xp): xp for xp in spaces.values()}
     if len(unique) > 1:
-        described = ", ".join(f"{n}: {type(present[n]).__module__}.{type(present[n]).__name__}"
-                              for n in spaces)
+        described = ", ".join(
+            f"{n}: {type(present[n]).__module__}.{type(present[n]).__name__}" for n in spaces
+        )
         msg = f"arrays must all come from one array library, got {described}"
         raise TypeError(msg)
     return next(iter(unique.values()))
@@ -71,8 +72,7 @@ def device_of(**arrays: Array | None) -> Any:
     for name, dev in devices.items():
         if dev != first:
             msg = (
-                f"arrays must be on one device, got {first_name} on {first!r} "
-                f"and {name} on {dev!r}"
+                f"arrays must be on one device, got {first_name} on {first!r} and {name} on {dev!r}"
             )
             raise ValueError(msg)
     return first

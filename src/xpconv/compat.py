@@ -87,7 +87,9 @@ class ConvolutionLayer:
         dtype = default_float_dtype(self.xp, device) if dtype is None else dtype
         shape = (self.out_depth, self.in_depth, self.filter_row, self.filter_col)
         # Same order of draws as the original: weights, then biases.
-        self.weights = self.xp.asarray(random_normal(rng, 0, 0.1, shape), dtype=dtype, device=device)
+        self.weights = self.xp.asarray(
+            random_normal(rng, 0, 0.1, shape), dtype=dtype, device=device
+        )
         self.biases = self.xp.asarray(
             random_normal(rng, 0, 0.1, (self.out_depth,)), dtype=dtype, device=device
         )
@@ -132,7 +134,9 @@ class ConvolutionLayer:
         if delta.dtype != out.dtype:
             delta = xp.astype(delta, out.dtype)
         del_in = delta * out * (1 - out)
-        weights = self.weights if self.weights.dtype == X.dtype else xp.astype(self.weights, X.dtype)
+        weights = (
+            self.weights if self.weights.dtype == X.dtype else xp.astype(self.weights, X.dtype)
+        )
         grads = conv2d_backward(del_in, X, weights, stride=self.stride)
         assert grads.bias is not None
         dtype = self.weights.dtype

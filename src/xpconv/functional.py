@@ -109,7 +109,9 @@ def forward_from_cols(
     return y
 
 
-def weight_grad_from_cols(grad_output: Array, cols: Array, geom: ConvGeometry, xp: Namespace) -> Array:
+def weight_grad_from_cols(
+    grad_output: Array, cols: Array, geom: ConvGeometry, xp: Namespace
+) -> Array:
     """dL/dW = sum over batch and pixels of grad_output x columns."""
     gy = xp.reshape(grad_output, (geom.batch, geom.groups, -1, geom.out_area))
     per_sample = xp.matmul(gy, xp.matrix_transpose(_grouped_cols(cols, geom, xp)))
@@ -193,8 +195,12 @@ def conv2d(
     xp = _check_arrays(xp, x=x, weight=weight, bias=bias)
     x4, unbatched = _batched(x, xp, "x")
     geom = conv_geometry(
-        tuple(x4.shape), tuple(weight.shape),
-        stride=stride, padding=padding, dilation=dilation, groups=groups,
+        tuple(x4.shape),
+        tuple(weight.shape),
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
     )
     _check_bias(bias, geom.out_channels)
     y = forward_from_cols(im2col(x4, geom, xp), weight, bias, geom, xp)
@@ -265,8 +271,12 @@ def conv2d_backward(
     x4, unbatched = _batched(x, xp, "x")
     gy = xp.expand_dims(grad_output, axis=0) if unbatched and grad_output.ndim == 3 else grad_output
     geom = conv_geometry(
-        tuple(x4.shape), tuple(weight.shape),
-        stride=stride, padding=padding, dilation=dilation, groups=groups,
+        tuple(x4.shape),
+        tuple(weight.shape),
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
     )
     if tuple(gy.shape) != geom.output_shape:
         expected = geom.output_shape[1:] if unbatched else geom.output_shape
@@ -341,8 +351,13 @@ def conv_transpose2d(
     xp = _check_arrays(xp, x=x, weight=weight, bias=bias)
     x4, unbatched = _batched(x, xp, "x")
     geom = transpose_geometry(
-        tuple(x4.shape), tuple(weight.shape), stride=stride, padding=padding,
-        output_padding=output_padding, dilation=dilation, groups=groups,
+        tuple(x4.shape),
+        tuple(weight.shape),
+        stride=stride,
+        padding=padding,
+        output_padding=output_padding,
+        dilation=dilation,
+        groups=groups,
     )
     _check_bias(bias, geom.in_channels)
     y = input_grad(x4, weight, geom, xp)
@@ -447,14 +462,15 @@ def fold(
     h, w = as_pair(output_size, "output_size", minimum=1)
     n, rows, length = (int(s) for s in cols3.shape)
     if rows % (kh * kw) != 0:
-        msg = (
-            f"cols.shape[-2] ({rows}) must be divisible by the kernel area "
-            f"{kh}x{kw} = {kh * kw}"
-        )
+        msg = f"cols.shape[-2] ({rows}) must be divisible by the kernel area {kh}x{kw} = {kh * kw}"
         raise ValueError(msg)
     geom = window_geometry(
-        (n, rows // (kh * kw), h, w), (kh, kw),
-        stride=stride, padding=padding, dilation=dilation, input_name="output_size",
+        (n, rows // (kh * kw), h, w),
+        (kh, kw),
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        input_name="output_size",
     )
     if length != geom.out_area:
         msg = (

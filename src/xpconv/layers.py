@@ -105,7 +105,9 @@ class Conv2d:
         self.kernel_size = as_pair(kernel_size, "kernel_size", minimum=1)
         self.stride = as_pair(stride, "stride", minimum=1)
         self.dilation = as_pair(dilation, "dilation", minimum=1)
-        self.padding = padding if isinstance(padding, str) else as_pair(padding, "padding", minimum=0)
+        self.padding = (
+            padding if isinstance(padding, str) else as_pair(padding, "padding", minimum=0)
+        )
         if isinstance(padding, str) and padding not in ("same", "valid"):
             msg = f"padding must be an int, a pair of ints, 'same' or 'valid', got {padding!r}"
             raise ValueError(msg)
@@ -121,7 +123,9 @@ class Conv2d:
         bound = 1.0 / math.sqrt(fan_in)
         shape = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
         self.weight = self._param(random_uniform(rng, -bound, bound, shape))
-        self.bias = self._param(random_uniform(rng, -bound, bound, (self.out_channels,))) if bias else None
+        self.bias = (
+            self._param(random_uniform(rng, -bound, bound, (self.out_channels,))) if bias else None
+        )
         self.grad_weight: Array | None = None
         self.grad_bias: Array | None = None
         self._input: Array | None = None

@@ -1,0 +1,153 @@
+"""Backend matrix for the test suite.
+
+Every test that takes the ``xp`` (or ``backend``) fixture runs once per usable
+array library. ``XPCONV_TEST_BACKENDS=numpy,torch`` narrows the set; a backend
+named there that cannot run here fails loudly instead of being skipped, so a
+CI matrix cannot silently test nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+
+from xpconv._backend import gpu_available
+
+
+class Backend(enum.Enum):
+    NUMPY = "numpy"
+    ARRAY_API_STRICT = "array_api_strict"
+    TORCH = "torch"
+    JAX = "jax"
+    DASK = "dask"
+    CUPY = "cupy"
+    TORCH_CUDA = "torch-cuda"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class BackendCase:
+    """A backend under test: its namespace, a device, and converters to and from NumPy."""
+
+    backend: Backend
+    xp: Any
+    device: Any
+    _to_numpy: Callable[[Any], np.ndarray]
+
+    def asarray(self, a: Any, dtype: Any = None) -> Any:
+        """A NumPy array (or nested list) as an array of this backend."""
+        a = np.asarray(a)
+        if dtype is not None:
+            a = a.astype(dtype)
+        return self.xp.asarray(a, device=self.device)
+
+    def to_numpy(self, a: Any) -> np.ndarray:
+        return np.asarray(self._to_numpy(a))
+
+    def dtype(self, name: str) -> Any:
+        return getattr(self.xp, name)
+
+    def __str__(self) -> str:
+        return self.backend.value
+
+
+def _make(backend: Backend) -> BackendCase:
+    import array_api_compat
+
+    if backend is Backend.NUMPY:
+        import array_api_compat.numpy as xp
+
+        return BackendCase(backend, xp, None, np.asarray)
+    if backend is Backend.ARRAY_API_STRICT:
+        import array_api_strict as xp
+
+        return BackendCase(backend, xp, None, np.from_dlpack)
+    if backend in (Backend.TORCH, Backend.TORCH_CUDA):
+        import array_api_compat.torch as xp
+
+        device = "cuda" if backend is Backend.TORCH_CUDA else "cpu"
+        return BackendCase(backend, xp, device, lambda a: a.detach().cpu().numpy())
+    if backend is Backend.JAX:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)  # float64 tests need it
+        xp = array_api_compat.array_namespace(jax.numpy.asarray(0.0))
+        return BackendCase(backend, xp, None, np.asarray)
+    if backend is Backend.DASK:
+        import array_api_compat.dask.array as xp
+
+        return BackendCase(backend, xp, None, lambda a: a.compute())
+    if backend is Backend.CUPY:
+        import array_api_compat.cupy as xp
+
+        return BackendCase(backend, xp, None, lambda a: a.get())
+    raise AssertionError(backend)
+
+
+def _usable(backend: Backend) -> bool:
+    module = {
+        Backend.NUMPY: "numpy",
+        Backend.ARRAY_API_STRICT: "array_api_strict",
+        Backend.TORCH: "torch",
+        Backend.JAX: "jax",
+        Backend.DASK: "dask.array",
+    }
+    if backend is Backend.CUPY:
+        return gpu_available("cupy")
+    if backend is Backend.TORCH_CUDA:
+        return gpu_available("torch")
+    try:
+        __import__(module[backend])
+    except ImportError:
+        return False
+    return True
+
+
+def selected_backends() -> list[Backend]:
+    requested = os.environ.get("XPCONV_TEST_BACKENDS", "").strip()
+    if not requested:
+        return [b for b in Backend if _usable(b)]
+    chosen = [Backend(name.strip()) for name in requested.split(",") if name.strip()]
+    return chosen
+
+
+BACKENDS = selected_backends()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return "xpconv backends: " + ", ".join(b.value for b in BACKENDS)
+
+
+def _apply_markers(request: pytest.FixtureRequest, backend: Backend) -> None:
+    for marker in request.node.iter_markers("skip_xp_backend"):
+        if Backend(marker.args[0]) is backend:
+            pytest.skip(marker.kwargs.get("reason", f"not supported on {backend}"))
+    for marker in request.node.iter_markers("xfail_xp_backend"):
+        if Backend(marker.args[0]) is backend:
+            request.applymarker(
+                pytest.mark.xfail(reason=marker.kwargs.get("reason", ""), strict=True)
+            )
+
+
+@pytest.fixture(params=BACKENDS, ids=str)
+def backend(request: pytest.FixtureRequest) -> BackendCase:
+    """The backend under test; fails (not skips) when a requested backend is unusable."""
+    chosen: Backend = request.param
+    _apply_markers(request, chosen)
+    if not _usable(chosen):
+        pytest.fail(f"backend {chosen} was requested in XPCONV_TEST_BACKENDS but cannot run here")
+    return _make(chosen)
+
+
+@pytest.fixture
+def xp(backend: BackendCase) -> Any:
+    """The array API namespace of the backend under test."""
+    return backend.xp
