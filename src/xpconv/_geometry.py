@@ -173,7 +173,10 @@ def conv_geometry(
         )
         raise ValueError(msg)
     if len(weight_shape) != 4:
-        msg = f"weight must be 4-D (out_channels, in_channels/groups, KH, KW), got shape {tuple(weight_shape)}"
+        msg = (
+            "weight must be 4-D (out_channels, in_channels/groups, KH, KW), "
+            f"got shape {tuple(weight_shape)}"
+        )
         raise ValueError(msg)
     n, c, h, w = (int(s) for s in input_shape)
     o, cg, kh, kw = (int(s) for s in weight_shape)
@@ -237,7 +240,10 @@ def window_geometry(
     :class:`ConvGeometry` for the im2col kernels.
     """
     if len(input_shape) != 4:
-        msg = f"{input_name} must be 4-D (N, C, H, W) or 3-D (C, H, W), got shape {tuple(input_shape)}"
+        msg = (
+            f"{input_name} must be 4-D (N, C, H, W) or 3-D (C, H, W), "
+            f"got shape {tuple(input_shape)}"
+        )
         raise ValueError(msg)
     if isinstance(padding, str):
         msg = f"padding must be an int or a pair of ints for unfold/fold, got {padding!r}"
