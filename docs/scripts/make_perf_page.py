@@ -1,0 +1,328 @@
+"""Turn benchmark JSON files into the tables and plots of the Performance page.
+
+Run by ``docs/conf.py`` at every build, or by hand::
+
+    python docs/scripts/make_perf_page.py benchmarks/results OUT.md IMAGE_DIR [IMAGE_URL_PREFIX]
+
+Every ``*.json`` in the results folder (except ``*.tmp.json``) is one benchmark
+run written by ``benchmarks/run.py``, with the schema::
+
+    {"meta": {"date", "machine", "python", "numpy", "torch", "blas", "threads",
+              "backend", "compare", "device"},
+     "results": [{"layer", "shape": [N, C, H, W, O, K, stride], "groups",
+                  "dilation", "dtype", "impl": "xpconv" | "torch" | "seed" | ...,
+                  "forward_ms", "backward_ms", "total_ms", "gflops",
+                  "peak_mem_mib"}]}
+
+Each run becomes a section of Markdown (machine, versions and date, a summary
+table with the ratios, the full table) and a bar chart of GFLOP/s per layer.
+With no JSON file the output says so: numbers are never invented.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import matplotlib as mpl
+
+mpl.use("Agg")
+
+import matplotlib.pyplot as plt
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+NO_RESULTS = "No benchmark results recorded yet."
+MISSING = "\u2013"  # an en dash in empty table cells
+IMPL_ORDER = ("xpconv", "torch", "seed")
+IMPL_COLOURS = {"xpconv": "#1f77b4", "torch": "#ff7f0e", "seed": "#7f7f7f"}
+META_FIELDS = (
+    ("date", "Date"),
+    ("machine", "Machine"),
+    ("device", "Device"),
+    ("backend", "xpconv backend"),
+    ("compare", "Compared with"),
+    ("python", "Python"),
+    ("numpy", "NumPy"),
+    ("torch", "PyTorch"),
+    ("blas", "BLAS"),
+    ("threads", "Threads"),
+)
+
+Row = dict[str, Any]
+
+
+def result_files(results_dir: Path) -> list[Path]:
+    """The benchmark JSON files, newest name last (names usually start with a date)."""
+    if not results_dir.is_dir():
+        return []
+    return sorted(p for p in results_dir.glob("*.json") if not p.name.endswith(".tmp.json"))
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return None if math.isnan(value) else float(value)
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    number = _number(value)
+    return MISSING if number is None else f"{number:.{digits}f}"
+
+
+def _cell(value: Any) -> str:
+    """Text for a Markdown table cell."""
+    if isinstance(value, list | tuple):
+        value = ", ".join(str(v) for v in value)
+    text = MISSING if value is None or value == "" else str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> list[str]:
+    header = list(header)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _case_key(row: Row) -> tuple[Any, ...]:
+    """Rows of one layer configuration, whatever the implementation."""
+    return (
+        str(row.get("layer", "?")),
+        tuple(row.get("shape") or ()),
+        row.get("groups", 1),
+        row.get("dilation", 1),
+        str(row.get("dtype", "?")),
+    )
+
+
+def _case_label(key: tuple[Any, ...]) -> str:
+    layer, _, groups, dilation, _ = key
+    extras = []
+    if groups not in (None, 1):
+        extras.append(f"groups={groups}")
+    if dilation not in (None, 1, [1, 1]):
+        extras.append(f"dilation={dilation}")
+    return layer + (f" ({', '.join(extras)})" if extras else "")
+
+
+def _impls(rows: list[Row]) -> list[str]:
+    found = {str(r.get("impl", "?")) for r in rows}
+    return [i for i in IMPL_ORDER if i in found] + sorted(found - set(IMPL_ORDER))
+
+
+def _ratio(numerator: Any, denominator: Any, digits: int = 2) -> str:
+    num, den = _number(numerator), _number(denominator)
+    if num is None or den is None or den == 0:
+        return MISSING
+    return f"{num / den:.{digits}f}"
+
+
+def _cases(rows: list[Row]) -> dict[tuple[Any, ...], dict[str, Row]]:
+    cases: dict[tuple[Any, ...], dict[str, Row]] = {}
+    for row in rows:
+        cases.setdefault(_case_key(row), {})[str(row.get("impl", "?"))] = row
+    return cases
+
+
+def _shape(key: tuple[Any, ...]) -> str:
+    return ", ".join(str(v) for v in key[1])
+
+
+def layer_table(rows: list[Row]) -> list[str]:
+    """The layers measured: name, shape, groups, dilation."""
+    seen: dict[str, tuple[Any, ...]] = {}
+    for key in _cases(rows):
+        seen.setdefault(_case_label(key), key)
+    body = [[label, _shape(key), key[2], key[3]] for label, key in seen.items()]
+    return _table(["layer", "N, C, H, W, O, K, stride", "groups", "dilation"], body)
+
+
+def summary_table(rows: list[Row]) -> list[str]:
+    """One line per layer and dtype: xpconv's times, and ratios against the others."""
+    header = [
+        "layer",
+        "dtype",
+        "xpconv ms (fwd + bwd)",
+        "torch ms",
+        "seed ms",
+        "xpconv / torch",
+        "seed / xpconv",
+        "xpconv GFLOP/s",
+        "xpconv MiB",
+    ]
+    body = []
+    for key, by_impl in _cases(rows).items():
+        ours = by_impl.get("xpconv", {})
+        torch_total = by_impl.get("torch", {}).get("total_ms")
+        seed_total = by_impl.get("seed", {}).get("total_ms")
+        times = f"{_fmt(ours.get('total_ms'))} ({_fmt(ours.get('forward_ms'))} + "
+        times += f"{_fmt(ours.get('backward_ms'))})"
+        body.append(
+            [
+                _case_label(key),
+                key[4],
+                times,
+                _fmt(torch_total),
+                _fmt(seed_total),
+                _ratio(ours.get("total_ms"), torch_total),
+                _ratio(seed_total, ours.get("total_ms"), 1),
+                _fmt(ours.get("gflops")),
+                _fmt(ours.get("peak_mem_mib")),
+            ]
+        )
+    return _table(header, body)
+
+
+def full_table(rows: list[Row]) -> list[str]:
+    header = ["layer", "dtype", "impl", "fwd ms", "bwd ms", "total ms", "GFLOP/s", "MiB"]
+    body = [
+        [
+            _case_label(key),
+            key[4],
+            impl,
+            _fmt(row.get("forward_ms")),
+            _fmt(row.get("backward_ms")),
+            _fmt(row.get("total_ms")),
+            _fmt(row.get("gflops")),
+            _fmt(row.get("peak_mem_mib")),
+        ]
+        for key, by_impl in _cases(rows).items()
+        for impl, row in by_impl.items()
+    ]
+    return _table(header, body)
+
+
+def plot(rows: list[Row], title: str, path: Path) -> Path:
+    """Grouped bars of the rows' ``gflops`` per layer: one panel per dtype, one colour per impl."""
+    cases = _cases(rows)
+    dtypes = sorted({key[4] for key in cases})
+    impls = _impls(rows)
+    fig, axes = plt.subplots(len(dtypes), 1, figsize=(10, 3.6 * len(dtypes) + 0.6), squeeze=False)
+    width = 0.8 / max(len(impls), 1)
+    for ax, dtype in zip(axes[:, 0], dtypes, strict=True):
+        keys = [key for key in cases if key[4] == dtype]
+        for n, impl in enumerate(impls):
+            values = [_number(cases[k].get(impl, {}).get("gflops")) for k in keys]
+            heights = [math.nan if v is None else v for v in values]  # no bar when missing
+            positions = [i + (n - (len(impls) - 1) / 2) * width for i in range(len(keys))]
+            bars = ax.bar(
+                positions,
+                heights,
+                width,
+                label=impl,
+                color=IMPL_COLOURS.get(impl),
+                edgecolor="white",
+            )
+            ax.bar_label(
+                bars,
+                labels=["" if v is None else f"{v:.0f}" for v in values],
+                fontsize=7,
+                padding=1,
+            )
+        ax.set_xticks(range(len(keys)))
+        ax.set_xticklabels(
+            [f"{_case_label(k)}\n{','.join(str(v) for v in k[1])}" for k in keys], fontsize=7.5
+        )
+        ax.set_ylabel("GFLOP/s")
+        ax.set_title(dtype, fontsize=10)
+        ax.margins(y=0.15)
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_axisbelow(True)
+        ax.legend(fontsize=8, loc="upper left")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def load(path: Path) -> tuple[dict[str, Any], list[Row]]:
+    """Read one results file; a file that does not follow the schema is an error."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not isinstance(data.get("results"), list):
+        msg = f"{path}: expected an object with a 'results' list (see {__file__})"
+        raise ValueError(msg)
+    meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
+    rows = [r for r in data["results"] if isinstance(r, dict)]
+    return meta, rows
+
+
+def section(path: Path, image_dir: Path, image_url: str, *, seen: set[str]) -> list[str]:
+    meta, rows = load(path)
+    title = " · ".join(
+        str(v) for v in (meta.get("device") or meta.get("machine"), meta.get("date")) if v
+    )
+    title = title or path.stem
+    if title in seen:  # two runs on one day: tell the headings apart
+        title = f"{title} ({path.stem})"
+    seen.add(title)
+    lines = [f"## {title}", ""]
+    lines += [
+        f"- **{label}:** {_cell(meta.get(key))}"
+        for key, label in META_FIELDS
+        if meta.get(key) not in (None, "")
+    ]
+    lines += [f"- **Source:** `benchmarks/results/{path.name}`", ""]
+    if not rows:
+        return [*lines, "This file holds no results.", ""]
+    image = plot(rows, title, image_dir / f"perf-{path.stem}.png")
+    lines += [
+        f"![GFLOP/s per layer, {title}]({image_url}/{image.name})",
+        "",
+        "Times are medians in milliseconds of forward + backward (input, weight and "
+        "bias gradients); *xpconv / torch* below 1 means xpconv is faster than PyTorch, "
+        "*seed / xpconv* is the speed-up over the seed's formulation; MiB is the peak "
+        "extra memory.",
+        "",
+        *summary_table(rows),
+        "",
+        "The layers:",
+        "",
+        *layer_table(rows),
+        "",
+        "All measurements:",
+        "",
+        *full_table(rows),
+        "",
+    ]
+    return lines
+
+
+def render(results_dir: Path, image_dir: Path, image_url: str) -> str:
+    """The Markdown for every results file, or the no-results notice."""
+    files = result_files(results_dir)
+    if not files:
+        return (
+            f"```{{note}}\n{NO_RESULTS} Run `nox -s bench` (or `python benchmarks/run.py`) "
+            "and commit the JSON file it writes to `benchmarks/results/`.\n```\n"
+        )
+    for stale in image_dir.glob("perf-*.png"):
+        stale.unlink()
+    lines: list[str] = []
+    seen: set[str] = set()
+    for path in reversed(files):  # newest first
+        lines += section(path, image_dir, image_url, seen=seen)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) not in (3, 4):
+        print(__doc__, file=sys.stderr)
+        return 2
+    results_dir, out_md, image_dir = (Path(a) for a in args[:3])
+    image_url = args[3] if len(args) == 4 else str(image_dir)
+    text = render(results_dir, image_dir, image_url)
+    out_md.parent.mkdir(parents=True, exist_ok=True)
+    out_md.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
