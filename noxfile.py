@@ -38,7 +38,8 @@ BACKEND_PACKAGES = {
 
 
 def _install_tests(session: nox.Session, *extra: str) -> None:
-    session.install("-e", ".", *nox.project.dependency_groups(PYPROJECT, "test"), *extra)
+    # The demo extra too: the demo's training step and the CLI are part of the suite.
+    session.install("-e", ".[demo]", *nox.project.dependency_groups(PYPROJECT, "test"), *extra)
 
 
 @nox.session
