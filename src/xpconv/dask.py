@@ -1,0 +1,441 @@
+"""Dask adapter: block-wise conv2d over a batch-chunked ``dask.array``.
+
+:func:`xpconv.conv2d` accepts Dask arrays through the array API, but its
+batched matmuls merge the batch chunks. The functions here keep Dask's
+parallelism where a convolution has it, in the batch axis:
+
+* :func:`conv2d` runs :func:`xpconv.conv2d` on every batch chunk (a NumPy or
+  CuPy block) with ``blockwise``: one task per chunk, lazily, never gathering
+  the batch into one chunk. Channels, height and width are rechunked to one
+  chunk each, as a convolution needs whole images.
+* :func:`conv2d_backward` runs :func:`xpconv.conv2d_backward` once per batch
+  chunk; the input gradient stays chunked like the input, the weight and bias
+  gradients are a sum (tree reduction) of the per-chunk gradients.
+* :class:`BlockwiseConv2d` runs an :class:`xpconv.Conv2d` layer (parameters
+  in NumPy or CuPy) on Dask inputs.
+
+The weight and bias may be NumPy or CuPy arrays (the library of the input's
+blocks) or single-chunk Dask arrays; they are shipped to each worker once.
+Everything returned is lazy: call ``.compute()`` (or ``dask.compute`` on
+several results together, so shared work runs once).
+
+Examples
+--------
+>>> import dask.array as da
+>>> import numpy as np
+>>> import xpconv.dask
+>>> x = da.ones((8, 3, 16, 16), chunks=(2, 3, 16, 16))
+>>> y = xpconv.dask.conv2d(x, np.ones((4, 3, 3, 3)), padding=1)
+>>> y.chunks[0], y.shape
+((2, 2, 2, 2), (8, 4, 16, 16))
+>>> float(y[0, 0, 5, 5].compute())
+27.0
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import array_api_compat as compat
+import dask.array as da
+from dask.base import tokenize
+
+from xpconv._backend import namespace_of
+from xpconv._geometry import ConvGeometry, PaddingArg, PairArg, conv_geometry
+from xpconv.functional import Conv2dGradients
+from xpconv.functional import conv2d as _core_conv2d
+from xpconv.functional import conv2d_backward as _core_conv2d_backward
+
+__all__ = ["BlockwiseConv2d", "conv2d", "conv2d_backward"]
+
+Array = Any
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _single(blocks: Any) -> Any:
+    """The one block behind ``blockwise``'s nested lists for a contracted index.
+
+    Axes that are not in a ``blockwise`` output arrive as nested lists of
+    blocks; every such axis is a single chunk here, so each list has one item.
+    """
+    while isinstance(blocks, list):
+        blocks = blocks[0]
+    return blocks
+
+
+def _meta_of(a: Any) -> Any:
+    """The NumPy/CuPy type stand-in of a Dask array (or the array itself)."""
+    return a._meta if isinstance(a, da.Array) else a
+
+
+def _as_single_chunk(a: Array | None, name: str) -> da.Array | None:
+    """A parameter as a one-chunk Dask array: one graph key, sent to each worker once."""
+    if a is None:
+        return None
+    if isinstance(a, da.Array):
+        return a.rechunk(-1)
+    if not (compat.is_numpy_array(a) or compat.is_cupy_array(a)):
+        msg = (
+            f"{name} must be a NumPy, CuPy or Dask array when the input is a Dask array, "
+            f"got {type(a).__module__}.{type(a).__name__}"
+        )
+        raise TypeError(msg)
+    return da.from_array(a, chunks=a.shape)
+
+
+def _check_input(x: object, name: str) -> da.Array:
+    if not isinstance(x, da.Array):
+        msg = (
+            f"{name} must be a dask.array.Array for xpconv.dask, got "
+            f"{type(x).__module__}.{type(x).__name__}; use xpconv.conv2d for other arrays"
+        )
+        raise TypeError(msg)
+    if any(math.isnan(s) for s in x.shape):
+        msg = f"{name} must have known chunk sizes, got shape {x.shape}; call compute_chunk_sizes()"
+        raise ValueError(msg)
+    return x
+
+
+def _check(
+    x: da.Array,
+    weight: Array,
+    bias: Array | None,
+    conv_args: dict[str, Any],
+    **others: Array,
+) -> ConvGeometry:
+    """The core's checks, done eagerly on shapes, dtypes and block types."""
+    if x.ndim != 4:
+        msg = f"x must be 4-D (N, C, H, W) for xpconv.dask, got shape {x.shape}"
+        raise ValueError(msg)
+    metas = {"x": _meta_of(x), "weight": _meta_of(weight), "bias": _meta_of(bias)}
+    metas.update({k: _meta_of(v) for k, v in others.items()})
+    xp = namespace_of(**metas)  # NumPy blocks with CuPy weights, etc.
+    dtypes = {k: m.dtype for k, m in metas.items() if m is not None}
+    for name, dtype in dtypes.items():
+        if not xp.isdtype(dtype, "real floating"):
+            msg = f"{name} must have a real floating dtype (float32 or float64), got {dtype}"
+            raise TypeError(msg)
+    if len(set(dtypes.values())) > 1:
+        listed = ", ".join(f"{n}: {d}" for n, d in dtypes.items())
+        msg = f"arrays must share one dtype, got {listed}; cast them with astype first"
+        raise TypeError(msg)
+    geom = conv_geometry(tuple(x.shape), tuple(weight.shape), **conv_args)
+    if bias is not None and tuple(bias.shape) != (geom.out_channels,):
+        msg = (
+            f"bias must have shape ({geom.out_channels},) (one value per output channel), "
+            f"got {tuple(bias.shape)}"
+        )
+        raise ValueError(msg)
+    return geom
+
+
+def _whole_images(x: da.Array) -> da.Array:
+    """Keep the batch chunks; make channels, height and width one chunk each."""
+    if all(len(c) == 1 for c in x.chunks[1:]):
+        return x
+    return x.rechunk({1: -1, 2: -1, 3: -1})
+
+
+# --------------------------------------------------------------------------- blocks
+# Top-level functions (not closures) so the graph pickles by reference.
+
+
+def _forward_block(x: Any, weight: Any, bias: Any, **conv_args: Any) -> Any:
+    bias = None if bias is None else _single(bias)
+    return _core_conv2d(_single(x), _single(weight), bias, **conv_args)
+
+
+def _backward_block(
+    grad_output: Any, x: Any, weight: Any, *, bias: bool, **conv_args: Any
+) -> tuple[Any, Any, Any]:
+    grads = _core_conv2d_backward(
+        _single(grad_output), _single(x), _single(weight), bias=bias, **conv_args
+    )
+    # Leading axis of one: the per-chunk parameter gradients are summed over it.
+    gb = None if grads.bias is None else grads.bias[None, ...]
+    return grads.input, grads.weight[None, ...], gb
+
+
+def _pick(parts: Any, index: int) -> Any:
+    return parts[index]
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def conv2d(
+    x: da.Array,
+    weight: Array,
+    /,
+    bias: Array | None = None,
+    *,
+    stride: PairArg = 1,
+    padding: PaddingArg = 0,
+    dilation: PairArg = 1,
+    groups: int = 1,
+    xp: Any = None,
+) -> da.Array:
+    """:func:`xpconv.conv2d` on a Dask array, one task per batch chunk.
+
+    Parameters
+    ----------
+    x : dask.array.Array
+        Input (N, C, H, W) with NumPy or CuPy blocks, chunked along N. Chunks
+        along C, H or W are merged (per batch chunk, never across the batch).
+    weight, bias : array
+        NumPy or CuPy arrays of the same library and dtype as the blocks of
+        `x`, or Dask arrays (merged into one chunk).
+    stride, padding, dilation, groups
+        As for :func:`xpconv.conv2d`.
+    xp : namespace, optional
+        Accepted for signature compatibility; unused (the blocks' library is used).
+
+    Returns
+    -------
+    dask.array.Array
+        Lazy (N, O, OH, OW) result with the batch chunks of `x`.
+
+    Raises
+    ------
+    TypeError
+        `x` is not a Dask array; parameters from another library or dtype.
+    ValueError
+        As :func:`xpconv.conv2d`, checked before anything is computed.
+    """
+    del xp
+    x = _check_input(x, "x")
+    if x.ndim == 3:
+        y = conv2d(
+            x[None, ...],
+            weight,
+            bias,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+        )
+        return y[0]
+    conv_args = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+    geom = _check(x, weight, bias, conv_args)
+    x = _whole_images(x)
+    w = _as_single_chunk(weight, "weight")
+    b = _as_single_chunk(bias, "bias")
+    _, o, oh, ow = geom.output_shape
+    return da.blockwise(
+        _forward_block,
+        "nopq",
+        x,
+        "nchw",
+        w,
+        "abij",
+        *((b, "a") if b is not None else (None, None)),
+        new_axes={"o": o, "p": oh, "q": ow},
+        name="xpconv-forward-" + tokenize(x, w, b, conv_args),
+        dtype=x.dtype,
+        meta=x._meta,
+        **conv_args,
+    )
+
+
+def conv2d_backward(
+    grad_output: da.Array,
+    x: da.Array,
+    weight: Array,
+    /,
+    *,
+    stride: PairArg = 1,
+    padding: PaddingArg = 0,
+    dilation: PairArg = 1,
+    groups: int = 1,
+    bias: bool = True,
+    xp: Any = None,
+) -> Conv2dGradients:
+    """:func:`xpconv.conv2d_backward` on Dask arrays, one task per batch chunk.
+
+    Parameters
+    ----------
+    grad_output : dask.array.Array
+        dL/dy, shape of ``conv2d(x, weight, ...)``; rechunked to the batch
+        chunks of `x` if they differ.
+    x : dask.array.Array
+        The forward pass's input.
+    weight : array
+        NumPy/CuPy array or Dask array, as for :func:`conv2d`.
+    stride, padding, dilation, groups, bias
+        As for :func:`xpconv.conv2d_backward`.
+    xp : namespace, optional
+        Accepted for signature compatibility; unused.
+
+    Returns
+    -------
+    Conv2dGradients
+        Lazy Dask arrays ``(input, weight, bias)``: `input` chunked like `x`,
+        `weight` and `bias` sums over the batch chunks. Compute them together
+        (``dask.compute(*grads)``) so that each chunk's backward runs once.
+    """
+    del xp
+    x = _check_input(x, "x")
+    grad_output = _check_input(grad_output, "grad_output")
+    if x.ndim == 3:
+        grads = conv2d_backward(
+            grad_output[None, ...],
+            x[None, ...],
+            weight,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            bias=bias,
+        )
+        return Conv2dGradients(grads.input[0], grads.weight, grads.bias)
+    conv_args = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+    geom = _check(x, weight, None, conv_args, grad_output=grad_output)
+    if tuple(grad_output.shape) != geom.output_shape:
+        msg = (
+            f"grad_output must have the conv2d output shape {geom.output_shape}, "
+            f"got {tuple(grad_output.shape)}"
+        )
+        raise ValueError(msg)
+    x = _whole_images(x)
+    grad_output = grad_output.rechunk({0: x.chunks[0], 1: -1, 2: -1, 3: -1})
+    w = _as_single_chunk(weight, "weight")
+    meta = x._meta
+    # One task per batch chunk returns (grad_input, grad_weight, grad_bias).
+    parts = da.blockwise(
+        _backward_block,
+        "n",
+        grad_output,
+        "nopq",
+        x,
+        "nchw",
+        w,
+        "abij",
+        name="xpconv-backward-" + tokenize(grad_output, x, w, bias, conv_args),
+        dtype=x.dtype,
+        meta=meta.reshape((0,)),
+        bias=bias,
+        **conv_args,
+    )
+    _, c, h, wd = geom.input_shape
+    grad_x = da.blockwise(
+        _pick,
+        "nchw",
+        parts,
+        "n",
+        0,
+        None,
+        new_axes={"c": c, "h": h, "w": wd},
+        dtype=x.dtype,
+        meta=meta,
+    )
+    per_chunk_w = da.blockwise(
+        _pick,
+        "nabij",
+        parts,
+        "n",
+        1,
+        None,
+        new_axes=dict(zip("abij", geom.weight_shape, strict=True)),
+        adjust_chunks={"n": 1},
+        dtype=x.dtype,
+        meta=meta.reshape((0,) * 5),
+    )
+    grad_w = per_chunk_w.sum(axis=0)
+    grad_b = None
+    if bias:
+        per_chunk_b = da.blockwise(
+            _pick,
+            "na",
+            parts,
+            "n",
+            2,
+            None,
+            new_axes={"a": geom.out_channels},
+            adjust_chunks={"n": 1},
+            dtype=x.dtype,
+            meta=meta.reshape((0, 0)),
+        )
+        grad_b = per_chunk_b.sum(axis=0)
+    return Conv2dGradients(grad_x, grad_w, grad_b)
+
+
+class BlockwiseConv2d:
+    """Run an :class:`xpconv.Conv2d` layer on batch-chunked Dask inputs.
+
+    The layer keeps its NumPy (or CuPy) parameters; :meth:`forward` and
+    :meth:`backward` are lazy and block-wise, :meth:`step` computes the
+    parameter gradients and applies the layer's SGD step.
+
+    Parameters
+    ----------
+    layer : xpconv.Conv2d
+        A layer whose parameters are NumPy or CuPy arrays.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import xpconv, xpconv.dask
+    >>> layer = xpconv.dask.BlockwiseConv2d(xpconv.Conv2d(3, 4, 3, padding=1, rng=0))
+    >>> y = layer(da.ones((8, 3, 16, 16), chunks=(2, 3, 16, 16)))
+    >>> grad_x = layer.backward(da.ones_like(y))
+    >>> layer.step(0.1)  # computes the weight and bias gradients
+    >>> grad_x.chunks[0]
+    (2, 2, 2, 2)
+    """
+
+    def __init__(self, layer: Any) -> None:
+        self.layer = layer
+        self._input: da.Array | None = None
+        self.grad_weight: da.Array | None = None
+        self.grad_bias: da.Array | None = None
+
+    @property
+    def _conv_args(self) -> dict[str, Any]:
+        layer = self.layer
+        return {
+            "stride": layer.stride,
+            "padding": layer.padding,
+            "dilation": layer.dilation,
+            "groups": layer.groups,
+        }
+
+    def forward(self, x: da.Array) -> da.Array:
+        """Lazy, block-wise forward; remembers `x` for :meth:`backward`."""
+        y = conv2d(x, self.layer.weight, self.layer.bias, **self._conv_args)
+        self._input = x
+        return y
+
+    __call__ = forward
+
+    def backward(self, grad_output: da.Array) -> da.Array:
+        """Lazy dL/dx; sets the lazy ``grad_weight`` and ``grad_bias`` of this wrapper."""
+        if self._input is None:
+            msg = "backward() needs a forward() call first: the layer has no saved input"
+            raise RuntimeError(msg)
+        grads = conv2d_backward(
+            grad_output,
+            self._input,
+            self.layer.weight,
+            bias=self.layer.bias is not None,
+            **self._conv_args,
+        )
+        self.grad_weight, self.grad_bias = grads.weight, grads.bias
+        return grads.input
+
+    def step(self, lr: float) -> None:
+        """Compute the parameter gradients and apply the wrapped layer's SGD step."""
+        if self.grad_weight is None:
+            msg = "step() needs a backward() call first: there are no gradients"
+            raise RuntimeError(msg)
+        import dask
+
+        if self.grad_bias is None:
+            (gw,) = dask.compute(self.grad_weight)
+            gb = None
+        else:
+            gw, gb = dask.compute(self.grad_weight, self.grad_bias)
+        self.layer.grad_weight, self.layer.grad_bias = gw, gb
+        self.layer.step(lr)
