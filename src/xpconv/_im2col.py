@@ -20,6 +20,19 @@ adding the KH*KW slices one after the other is a scatter-add without atomics
 and hands them to the backend's native scatter-add (``np.add.at``,
 ``cupyx.scatter_add``, ``index_add_``, ``.at[].add``) through
 :mod:`xpconv._backend`.
+
+The convolution kernels use the same slices in *GEMM order*
+(:func:`im2col_gemm`, :func:`col2im_gemm`): columns (C*KH*KW, N*OH*OW), i.e.
+axes (C, KH, KW, N, OH, OW). Then the forward pass, the weight gradient and
+the column gradient are each ONE matrix product over the whole batch (long,
+contiguous operands: the BLAS runs at full speed, no per-sample loop, no
+transposed copy of the columns), and only the much smaller output and output
+gradient are transposed between (N, O, ...) and (O, N, ...). Measured on the
+2-core CPU machine (float32, NumPy + OpenBLAS): 15-25% less time than the
+(N, C*KH*KW, OH*OW) layout with a per-sample batched matmul on the 3x3 layers.
+On NumPy and CuPy the stack of slices is replaced by one strided copy
+(:func:`xpconv._backend.window_copy`) into a reused buffer; the result is the
+same array, which ``tests/test_fast_paths.py`` checks.
 """
 
 from __future__ import annotations
@@ -28,10 +41,10 @@ from typing import Any, Literal
 
 import array_api_extra as xpx
 
-from xpconv._backend import add_into, device_of, scatter_add
+from xpconv._backend import add_into, device_of, is_mutable, scatter_add, window_copy
 from xpconv._geometry import ConvGeometry
 
-__all__ = ["col2im", "im2col"]
+__all__ = ["col2im", "col2im_gemm", "im2col", "im2col_gemm", "pad_input"]
 
 Array = Any
 Namespace = Any
@@ -57,6 +70,76 @@ def _pad(x: Array, geom: ConvGeometry, xp: Namespace) -> Array:
     if top == bottom == left == right == 0:
         return x
     return xpx.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), xp=xp)
+
+
+def pad_input(x: Array, geom: ConvGeometry, xp: Namespace) -> Array:
+    """``x`` with ``geom.pad`` zeros around H and W (``x`` itself if there are none)."""
+    return _pad(x, geom, xp)
+
+
+def _stacked_windows(padded: Array, geom: ConvGeometry, xp: Namespace) -> Array:
+    """The generic GEMM-order im2col: (C, KH*KW, n, OH, OW) from a (n, C, Hp, Wp) input."""
+    kh, kw = geom.kernel_hw
+    by_channel = xp.permute_dims(padded, (1, 0, 2, 3))  # a view on every backend
+    windows = [
+        by_channel[(slice(None), slice(None), *_window_slices(geom, i, j))]
+        for i in range(kh)
+        for j in range(kw)
+    ]
+    return xp.stack(windows, axis=1)
+
+
+def im2col_gemm(
+    padded: Array, geom: ConvGeometry, xp: Namespace, *, out: Array | None = None
+) -> Array:
+    """Columns in GEMM order (C*KH*KW, n*OH*OW) from an already padded input.
+
+    ``padded`` is (n, C, Hp, Wp) with the padding applied (:func:`pad_input`);
+    only ``geom.kernel_hw``, ``stride``, ``dilation`` and ``out_hw`` are used,
+    so a batch chunk or a band of output rows is passed with a geometry whose
+    ``out_hw`` describes that band. ``out`` is an optional flat scratch buffer
+    that backends with a fast path write into (:func:`xpconv._backend.window_copy`).
+    Row order (channel, kernel row, kernel column); column order (sample,
+    output row, output column).
+    """
+    fast = window_copy(padded, geom, out)
+    if fast is not None:
+        return fast
+    n, c = padded.shape[0], padded.shape[1]
+    stacked = _stacked_windows(padded, geom, xp)  # the one copy
+    return xp.reshape(stacked, (c * geom.kernel_area, n * geom.out_area))
+
+
+def col2im_gemm(
+    cols: Array, geom: ConvGeometry, xp: Namespace, out: Array, key: tuple[slice, ...]
+) -> Array:
+    """Add GEMM-order columns (C*KH*KW, n*OH*OW) into the region ``out[key]``.
+
+    The adjoint of :func:`im2col_gemm`. ``out`` is the (N, C, Hp, Wp) padded
+    gradient and ``out[key]`` the (n, C, Hin, Wp) region that the columns'
+    windows cover. Where the backend has views (NumPy, CuPy, torch) the KH*KW
+    slices are added straight into ``out``; otherwise they are summed in a
+    (C, n, Hin, Wp) temporary that is added into ``out`` functionally. Returns
+    the updated ``out``.
+    """
+    kh, kw = geom.kernel_hw
+    oh, ow = geom.out_hw
+    region = out[key]
+    n, c, hin, win = (int(d) for d in region.shape)
+    blocks = xp.reshape(cols, (c, kh, kw, n, oh, ow))
+    if is_mutable(region):
+        target = xp.permute_dims(region, (1, 0, 2, 3))  # a view of `out`
+        for i in range(kh):
+            for j in range(kw):
+                key_ij = (slice(None), slice(None), *_window_slices(geom, i, j))
+                add_into(target, key_ij, blocks[:, i, j, :, :, :])
+        return out
+    acc = xp.zeros((c, n, hin, win), dtype=cols.dtype, device=device_of(cols=cols))
+    for i in range(kh):
+        for j in range(kw):
+            key_ij = (slice(None), slice(None), *_window_slices(geom, i, j))
+            acc = add_into(acc, key_ij, blocks[:, i, j, :, :, :])
+    return add_into(out, key, xp.permute_dims(acc, (1, 0, 2, 3)))
 
 
 def im2col(x: Array, geom: ConvGeometry, xp: Namespace) -> Array:

@@ -1,0 +1,166 @@
+"""Backend fast paths in xpconv._backend give exactly what the generic array-API code gives."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pytest
+
+import xpconv
+from xpconv import _backend
+from xpconv._geometry import conv_geometry
+from xpconv._im2col import _stacked_windows, im2col, im2col_gemm, pad_input
+
+GEOMETRIES: dict[str, tuple[tuple[int, ...], tuple[int, ...], dict[str, Any]]] = {
+    "plain": ((2, 3, 6, 5), (4, 3, 3, 3), {}),
+    "padded": ((3, 2, 5, 6), (2, 2, 3, 3), {"padding": (1, 2)}),
+    "strided_dilated": (
+        (2, 2, 11, 10),
+        (3, 2, 3, 2),
+        {"stride": (2, 3), "dilation": (2, 1), "padding": 1},
+    ),
+    "kernel1x1": ((2, 4, 3, 5), (2, 4, 1, 1), {}),
+    "groups": ((2, 4, 5, 5), (4, 2, 3, 3), {"groups": 2, "padding": 1}),
+}
+
+
+def _geometry(case: str) -> Any:
+    x_shape, w_shape, kw = GEOMETRIES[case]
+    return x_shape, conv_geometry(x_shape, w_shape, **kw)
+
+
+def _generic_cols(padded: Any, geom: Any, xp: Any) -> Any:
+    stacked = _stacked_windows(padded, geom, xp)
+    return xp.reshape(stacked, (geom.in_channels * geom.kernel_area, -1))
+
+
+@pytest.mark.parametrize("case", list(GEOMETRIES))
+@pytest.mark.parametrize("with_buffer", [False, True])
+def test_window_copy_equals_stacked_slices(backend: Any, case: str, with_buffer: bool) -> None:
+    x_shape, geom = _geometry(case)
+    xp = backend.xp
+    x = backend.asarray(np.random.default_rng(0).standard_normal(x_shape))
+    padded = pad_input(x, geom, xp)
+    expected = backend.to_numpy(_generic_cols(padded, geom, xp))
+    size = expected.size
+    buf = _backend.workspace_buffer(x, size + 7)
+    fast = _backend.window_copy(padded, geom, buf if with_buffer else None)
+    if fast is None:  # no fast path on this backend: the generic code is what runs
+        assert buf is None
+        got = im2col_gemm(padded, geom, xp, out=buf)
+    else:
+        got = fast
+        assert tuple(fast.shape) == expected.shape
+    np.testing.assert_array_equal(backend.to_numpy(got), expected)
+
+
+def test_window_copy_writes_into_the_buffer() -> None:
+    _, geom = _geometry("strided_dilated")
+    x = np.random.default_rng(1).standard_normal(GEOMETRIES["strided_dilated"][0])
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    buf = np.full(10_000, np.nan)
+    cols = _backend.window_copy(padded, geom, buf)
+    assert cols is not None
+    assert np.shares_memory(cols, buf)
+    np.testing.assert_array_equal(cols, _generic_cols(padded, geom, np))
+
+
+def test_window_copy_ignores_unusable_buffers() -> None:
+    _, geom = _geometry("plain")
+    x = np.random.default_rng(2).standard_normal(GEOMETRIES["plain"][0])
+    expected = _generic_cols(x, geom, np)
+    for buf in (np.empty(3), np.empty(10_000, dtype=np.float32), np.empty((100, 100))):
+        cols = _backend.window_copy(x, geom, buf)
+        assert cols is not None
+        assert not np.shares_memory(cols, buf)
+        np.testing.assert_array_equal(cols, expected)
+
+
+def test_window_copy_on_a_batch_chunk_view() -> None:
+    """The fast path reads a sliced (non-contiguous) chunk of the padded input correctly."""
+    x_shape, geom = _geometry("padded")
+    x = np.random.default_rng(3).standard_normal(x_shape)
+    padded = pad_input(x, geom, np)
+    sub = replace(geom, batch=2, out_hw=(2, geom.out_hw[1]))
+    view = padded[1:3, :, 1 : 1 + 2 + geom.kernel_hw[0] - 1, :]
+    fast = _backend.window_copy(view, sub, np.empty(10_000))
+    assert fast is not None
+    np.testing.assert_array_equal(fast, _generic_cols(view, sub, np))
+
+
+def test_gemm_order_matches_unfold(backend: Any) -> None:
+    """GEMM-order columns are unfold's (N, C*KH*KW, L) columns with the batch moved."""
+    x_shape, geom = _geometry("strided_dilated")
+    xp = backend.xp
+    x = backend.asarray(np.random.default_rng(4).standard_normal(x_shape))
+    cols = backend.to_numpy(
+        im2col_gemm(pad_input(x, geom, xp), geom, xp, out=_backend.workspace_buffer(x, 10**4))
+    )
+    per_sample = backend.to_numpy(im2col(x, geom, xp))  # (N, CKK, L)
+    np.testing.assert_array_equal(cols, per_sample.transpose(1, 0, 2).reshape(cols.shape))
+
+
+@pytest.mark.parametrize(
+    "shapes", [((3, 4), (4, 5)), ((2, 3, 4), (2, 4, 5)), ((1, 6, 2), (1, 2, 7))]
+)
+@pytest.mark.parametrize("transpose_a", [False, True])
+def test_matmul_into_equals_matmul(backend: Any, shapes: Any, transpose_a: bool) -> None:
+    xp = backend.xp
+    rng = np.random.default_rng(5)
+    a_np, b_np = rng.standard_normal(shapes[0]), rng.standard_normal(shapes[1])
+    a = backend.asarray(np.swapaxes(a_np, -1, -2).copy()) if transpose_a else backend.asarray(a_np)
+    if transpose_a:
+        a = xp.matrix_transpose(a)
+    b = backend.asarray(b_np)
+    buf = _backend.workspace_buffer(a, 500)
+    out = _backend.matmul_into(a, b, buf)
+    np.testing.assert_allclose(backend.to_numpy(out), a_np @ b_np, rtol=1e-12)
+    if buf is not None:
+        assert np.shares_memory(backend.to_numpy(out), backend.to_numpy(buf))
+
+
+def test_matmul_into_falls_back_without_room() -> None:
+    a, b = np.ones((3, 4)), np.ones((4, 5))
+    for buf in (None, np.empty(5), np.empty(100, dtype=np.float32)):
+        out = _backend.matmul_into(a, b, buf)
+        np.testing.assert_array_equal(out, np.full((3, 5), 4.0))
+        assert buf is None or not np.shares_memory(out, buf)
+
+
+def test_contiguous(backend: Any) -> None:
+    xp = backend.xp
+    x = backend.asarray(np.arange(24.0).reshape(2, 3, 4))
+    t = xp.permute_dims(x, (2, 0, 1))
+    c = _backend.contiguous(t)
+    np.testing.assert_array_equal(backend.to_numpy(c), backend.to_numpy(t))
+    if isinstance(c, np.ndarray):
+        assert c.flags.c_contiguous
+
+
+def test_set_into(backend: Any) -> None:
+    xp = backend.xp
+    out = xp.zeros((2, 3), dtype=xp.float64, device=backend.device)
+    out = _backend.set_into(out, (slice(0, 1), slice(None)), backend.asarray(np.ones((1, 3))))
+    np.testing.assert_array_equal(backend.to_numpy(out), [[1, 1, 1], [0, 0, 0]])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_fast_and_generic_convolutions_agree(
+    backend: Any, dtype: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """conv2d/conv2d_backward with the fast paths switched off give the same numbers."""
+    rng = np.random.default_rng(6)
+    x_np = rng.standard_normal((3, 4, 8, 7))
+    w_np = rng.standard_normal((6, 2, 3, 3))
+    gy_np = rng.standard_normal((3, 6, 4, 7))
+    kw = {"stride": (2, 1), "padding": 1, "groups": 2}
+    x, w, gy = (backend.asarray(a, dtype=dtype) for a in (x_np, w_np, gy_np))
+    fast = (xpconv.conv2d(x, w, **kw), *xpconv.conv2d_backward(gy, x, w, **kw)[:2])
+    monkeypatch.setattr("xpconv._im2col.window_copy", lambda *a: None)
+    monkeypatch.setattr("xpconv.functional.workspace_buffer", lambda *a: None)
+    generic = (xpconv.conv2d(x, w, **kw), *xpconv.conv2d_backward(gy, x, w, **kw)[:2])
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    for f, g in zip(fast, generic, strict=True):
+        np.testing.assert_allclose(backend.to_numpy(f), backend.to_numpy(g), rtol=tol, atol=tol)
