@@ -5,6 +5,7 @@ JAX, Dask and array-api-strict; the scatter-add that col2im needs goes through
 :mod:`xpconv._backend`, the only backend-specific module.
 """
 
+from xpconv._workspace import workspace_limit
 from xpconv.compat import ConvolutionLayer
 from xpconv.functional import (
     Conv2dGradients,
@@ -28,4 +29,5 @@ __all__ = [
     "conv_transpose2d",
     "fold",
     "unfold",
+    "workspace_limit",
 ]

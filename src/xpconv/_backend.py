@@ -26,11 +26,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import array_api_compat as compat
 import array_api_extra as xpx
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = [
     "add_into",
@@ -39,6 +41,7 @@ __all__ = [
     "device_of",
     "gpu_available",
     "is_mutable",
+    "materialize",
     "matmul_into",
     "namespace_of",
     "random_normal",
@@ -47,6 +50,7 @@ __all__ = [
     "scatter_add",
     "set_into",
     "synchronize",
+    "to_numpy",
     "window_copy",
     "workspace_buffer",
 ]
@@ -80,10 +84,17 @@ def namespace_of(**arrays: Array | None) -> Namespace:
 
 
 def device_of(**arrays: Array | None) -> Any:
-    """Return the device shared by the named arrays; ``ValueError`` if they differ."""
+    """Return the device shared by the named arrays; ``ValueError`` if they differ.
+
+    A device of ``None`` (a JAX tracer inside ``jax.jit``/``vmap``) matches any
+    device: the tracer's placement is decided by JAX, not by the caller.
+    """
     devices = {name: compat.device(a) for name, a in arrays.items() if a is not None}
-    first_name, first = next(iter(devices.items()))
-    for name, dev in devices.items():
+    known = {name: dev for name, dev in devices.items() if dev is not None}
+    if not known:
+        return None
+    first_name, first = next(iter(known.items()))
+    for name, dev in known.items():
         if dev != first:
             msg = (
                 f"arrays must be on one device, got {first_name} on {first!r} and {name} on {dev!r}"
@@ -262,7 +273,7 @@ def scatter_add(target: Array, index: Array, values: Array) -> Array:
 
         np.add.at(
             np.reshape(target, (-1, size)),
-            (slice(None), index),
+            (slice(None), index),  # type: ignore[arg-type]  # numpy's stubs omit tuples
             np.reshape(values.astype(target.dtype, copy=False), (-1, index.shape[0])),
         )
         return target
@@ -363,3 +374,30 @@ def resolve_namespace(xp: Any = None) -> Namespace:
     except (AttributeError, TypeError):
         msg = f"xp must be an array API namespace such as numpy or torch, got {xp!r}"
         raise TypeError(msg) from None
+
+
+def materialize(arrays: Sequence[Array]) -> list[Array]:
+    """Evaluate lazy (Dask) arrays now, all in one pass; other arrays pass unchanged.
+
+    Training loops call this on their parameters and optimizer state so that a
+    lazy backend's task graph does not grow with every step.
+    """
+    if any(compat.is_dask_array(a) for a in arrays):
+        import dask
+
+        return list(dask.persist(*arrays))
+    return list(arrays)
+
+
+def to_numpy(x: Array) -> Any:
+    """A host NumPy copy of a (small) array of any backend, for reporting and plotting."""
+    np = _numpy()
+    if compat.is_cupy_array(x):
+        return x.get()
+    if compat.is_torch_array(x):
+        return x.detach().cpu().numpy()
+    if compat.is_dask_array(x):
+        x = x.compute()
+    if compat.is_numpy_array(x) or compat.is_jax_array(x):
+        return np.asarray(x)
+    return np.from_dlpack(x)

@@ -37,12 +37,14 @@ same array, which ``tests/test_fast_paths.py`` checks.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import array_api_extra as xpx
 
 from xpconv._backend import add_into, device_of, is_mutable, scatter_add, window_copy
-from xpconv._geometry import ConvGeometry
+
+if TYPE_CHECKING:
+    from xpconv._geometry import ConvGeometry
 
 __all__ = ["col2im", "col2im_gemm", "im2col", "im2col_gemm", "pad_input"]
 

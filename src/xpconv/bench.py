@@ -740,15 +740,15 @@ def _bench_layer(
 
         modes: dict[str, list[bool | None]] = {"off": [False], "on": [True], "both": [False, True]}
         cudnn_modes = modes[args.cudnn_benchmark]
-        for mode in cudnn_modes:
-            impls.append(
-                _torch_impl(
-                    layer,
-                    data,
-                    "cuda",
-                    "torch-cudnn-benchmark" if mode and len(cudnn_modes) > 1 else "torch",
-                )
+        impls.extend(
+            _torch_impl(
+                layer,
+                data,
+                "cuda",
+                "torch-cudnn-benchmark" if mode and len(cudnn_modes) > 1 else "torch",
             )
+            for mode in cudnn_modes
+        )
     if seed is not None:
         impls.append(_seed_impl(layer, data, rt, seed))
 
@@ -804,7 +804,8 @@ def _print_rows(results: list[dict[str, Any]], layer: Layer, dt: str) -> None:
         vs_seed = r["total_ms"] / ref["seed"] if "seed" in ref else None
         print(
             f"{layer.name:<10} {dt:<8} {r['impl']:<22} {r['forward_ms']:>9.2f} "
-            f"{r['backward_ms']:>9.2f} {r['total_ms']:>9.2f} {r['gflops']:>8.1f} {_fmt(r['peak_mem_mib']):>9} "
+            f"{r['backward_ms']:>9.2f} {r['total_ms']:>9.2f} {r['gflops']:>8.1f} "
+            f"{_fmt(r['peak_mem_mib']):>9} "
             f"{_fmt(vs_torch, '.2f'):>7} {_fmt(vs_seed, '.2f'):>7}",
             flush=True,
         )

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import array_api_compat
 
 from xpconv import nn
-from xpconv._backend import gpu_available, resolve_namespace, synchronize
+from xpconv._backend import gpu_available, resolve_namespace, synchronize, to_numpy
 from xpconv.layers import Conv2d
 
 if TYPE_CHECKING:
@@ -138,21 +138,6 @@ def get_backend(name: str, device: str | None = None) -> tuple[Namespace, Any]:
         return _import("array_api_strict", name), None
     _import("dask.array", name)
     return _import("array_api_compat.dask.array", name), None
-
-
-def _to_numpy(x: Array) -> Any:
-    """A host NumPy copy of a (small) backend array, for reporting and plotting only."""
-    import numpy as np
-
-    if array_api_compat.is_cupy_array(x):
-        return x.get()
-    if array_api_compat.is_torch_array(x):
-        return x.detach().cpu().numpy()
-    if array_api_compat.is_dask_array(x):
-        x = x.compute()
-    if array_api_compat.is_numpy_array(x) or array_api_compat.is_jax_array(x):
-        return np.asarray(x)
-    return np.from_dlpack(x)
 
 
 def _require(module: str, package: str) -> Any:
@@ -449,7 +434,7 @@ def _train(
     result.total_seconds = time.perf_counter() - start_all
     result.test_accuracy = result.test_accuracy_history[-1]
     result.test_correct = round(result.test_accuracy * result.test_size)
-    result.filters = _to_numpy(model[0].weight)
+    result.filters = to_numpy(model[0].weight)
 
 
 def run_demo(

@@ -89,7 +89,10 @@ def _batched(x: Array, xp: Namespace, name: str) -> tuple[Array, bool]:
 
 def _check_bias(bias: Array | None, channels: int) -> None:
     if bias is not None and tuple(bias.shape) != (channels,):
-        msg = f"bias must have shape ({channels},) (one value per output channel), got {tuple(bias.shape)}"
+        msg = (
+            f"bias must have shape ({channels},) (one value per output channel), "
+            f"got {tuple(bias.shape)}"
+        )
         raise ValueError(msg)
 
 
@@ -410,7 +413,10 @@ def conv2d_backward(
     )
     if tuple(gy.shape) != geom.output_shape:
         expected = geom.output_shape[1:] if unbatched else geom.output_shape
-        msg = f"grad_output must have the conv2d output shape {expected}, got {tuple(grad_output.shape)}"
+        msg = (
+            f"grad_output must have the conv2d output shape {expected}, "
+            f"got {tuple(grad_output.shape)}"
+        )
         raise ValueError(msg)
     grad_x, grad_w = conv2d_grads(gy, x4, weight, geom, xp)
     assert grad_x is not None

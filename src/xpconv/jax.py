@@ -106,7 +106,7 @@ def _backward(
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6))
-def _conv2d(  # noqa: PLR0917  (custom_vjp passes arguments by position)
+def _conv2d(
     x: Array,
     weight: Array,
     bias: Array | None,
@@ -120,7 +120,7 @@ def _conv2d(  # noqa: PLR0917  (custom_vjp passes arguments by position)
     )
 
 
-def _conv2d_fwd(  # noqa: PLR0917  (custom_vjp passes arguments by position)
+def _conv2d_fwd(
     x: Array,
     weight: Array,
     bias: Array | None,
@@ -134,7 +134,7 @@ def _conv2d_fwd(  # noqa: PLR0917  (custom_vjp passes arguments by position)
     return y, (x, weight, bias)
 
 
-def _conv2d_bwd(  # noqa: PLR0917  (custom_vjp passes arguments by position)
+def _conv2d_bwd(
     stride: tuple[int, int],
     padding: PaddingArg,
     dilation: tuple[int, int],

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import array_api_compat
 
-from xpconv._backend import default_float_dtype, random_uniform, resolve_namespace
+from xpconv._backend import default_float_dtype, materialize, random_uniform, resolve_namespace
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -376,21 +376,6 @@ def _grad(layer: Any, name: str) -> Array:
     return grad
 
 
-def _materialize(arrays: list[Array]) -> list[Array]:
-    """Evaluate lazy (Dask) arrays now, all in one pass, so that the graphs of the
-    parameters and optimizer state do not grow with every step. Other arrays are
-    returned unchanged.
-
-    (The one place outside ``_backend.py`` that knows about a backend; it belongs
-    there as a generic ``materialize`` helper.)
-    """
-    if any(array_api_compat.is_dask_array(a) for a in arrays):
-        import dask
-
-        return list(dask.persist(*arrays))
-    return arrays
-
-
 def _check_lr(lr: float) -> float:
     if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
         msg = f"lr must be a positive finite number, got {lr!r}"
@@ -422,7 +407,7 @@ class SGD:
             velocity.append(v)
             params.append(getattr(layer, name) - self.lr * v)
         k = len(self.slots)
-        updated = _materialize(velocity + params)
+        updated = materialize(velocity + params)
         self._velocity = updated[:k]
         for (layer, name), p in zip(self.slots, updated[k:], strict=True):
             setattr(layer, name, p)
@@ -467,7 +452,7 @@ class Adam:
             moments2.append(v)
             params.append(getattr(layer, name) - step_size * (m / denom))
         k = len(self.slots)
-        updated = _materialize(moments1 + moments2 + params)
+        updated = materialize(moments1 + moments2 + params)
         self._m, self._v = updated[:k], updated[k : 2 * k]
         for (layer, name), p in zip(self.slots, updated[2 * k :], strict=True):
             setattr(layer, name, p)

@@ -42,7 +42,7 @@ class Conv2dFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # noqa: PLR0917  (apply() is positional)
+    def forward(
         x: torch.Tensor,
         weight: torch.Tensor,
         bias: torch.Tensor | None,
