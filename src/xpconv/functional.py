@@ -168,6 +168,8 @@ def conv2d_forward(
     x: Array, weight: Array, bias: Array | None, geom: ConvGeometry, xp: Namespace
 ) -> Array:
     """conv2d output (N, O, OH, OW): per tile, im2col and one matmul per group."""
+    if geom.batch == 0:  # an empty batch has nothing to tile (PyTorch returns empty too)
+        return xp.zeros(geom.output_shape, dtype=x.dtype, device=device_of(x=x))
     padded = pad_input(x, geom, xp)
     tiles = _plan(geom, x.dtype, xp)
     buf = _buffer(x, geom, tiles)
@@ -209,9 +211,13 @@ def conv2d_grads(
     gradient W^T @ grad_output is written into the same buffer as the columns
     (no longer needed by then) and col2im adds it into the padded input gradient.
     """
+    dev = device_of(grad_output=grad_output)
+    if geom.batch == 0:  # no samples: every gradient is zero
+        zeros_x = xp.zeros(geom.input_shape, dtype=grad_output.dtype, device=dev)
+        zeros_w = xp.zeros(geom.weight_shape, dtype=grad_output.dtype, device=dev)
+        return (zeros_x if input_grad else None), (zeros_w if weight_grad else None)
     tiles = _plan(geom, grad_output.dtype, xp)
     buf = _buffer(grad_output, geom, tiles)
-    dev = device_of(grad_output=grad_output)
     padded = pad_input(x, geom, xp) if weight_grad and x is not None else None
     grad_padded = (
         xp.zeros(
