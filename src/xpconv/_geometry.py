@@ -17,6 +17,8 @@ __all__ = [
     "PairArg",
     "as_pair",
     "conv_geometry",
+    "normalize_padding",
+    "positive_int",
     "resolve_padding",
     "transpose_geometry",
     "window_geometry",
@@ -136,19 +138,28 @@ class ConvGeometry:
         return self.batch * self.out_channels * self.out_area * per_output
 
 
-def _check_groups(groups: object) -> int:
-    if isinstance(groups, bool):
-        msg = f"groups must be a positive int, got {groups!r}"
+def positive_int(value: object, name: str) -> int:
+    """``value`` as an int >= 1; ``TypeError`` for non-integers, ``ValueError`` below 1."""
+    msg = f"{name} must be a positive int, got {value!r}"
+    if isinstance(value, bool):
         raise TypeError(msg)
     try:
-        value = operator.index(groups)  # type: ignore[arg-type]
+        result = operator.index(value)  # type: ignore[arg-type]
     except TypeError:
-        msg = f"groups must be a positive int, got {groups!r}"
         raise TypeError(msg) from None
-    if value < 1:
-        msg = f"groups must be a positive int, got {groups!r}"
+    if result < 1:
         raise ValueError(msg)
-    return value
+    return result
+
+
+def normalize_padding(padding: object) -> PaddingArg:
+    """``'same'``, ``'valid'`` or a (pad_h, pad_w) pair; hashable, checked."""
+    if isinstance(padding, str):
+        if padding not in ("same", "valid"):
+            msg = f"padding must be an int, a pair of ints, 'same' or 'valid', got {padding!r}"
+            raise ValueError(msg)
+        return "same" if padding == "same" else "valid"
+    return as_pair(padding, "padding", minimum=0)
 
 
 def conv_geometry(
@@ -180,7 +191,7 @@ def conv_geometry(
         raise ValueError(msg)
     n, c, h, w = (int(s) for s in input_shape)
     o, cg, kh, kw = (int(s) for s in weight_shape)
-    g = _check_groups(groups)
+    g = positive_int(groups, "groups")
     stride_hw = as_pair(stride, "stride", minimum=1)
     dilation_hw = as_pair(dilation, "dilation", minimum=1)
     if min(kh, kw) < 1:
@@ -290,7 +301,7 @@ def transpose_geometry(
         raise TypeError(msg)
     n, c_in, h, w = (int(s) for s in input_shape)
     wc, cg_out, kh, kw = (int(s) for s in weight_shape)
-    g = _check_groups(groups)
+    g = positive_int(groups, "groups")
     stride_hw = as_pair(stride, "stride", minimum=1)
     dilation_hw = as_pair(dilation, "dilation", minimum=1)
     ph, pw = as_pair(padding, "padding", minimum=0)

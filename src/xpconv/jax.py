@@ -25,13 +25,12 @@ Examples
 from __future__ import annotations
 
 import functools
-import operator
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from xpconv._geometry import PaddingArg, PairArg, as_pair
+from xpconv._geometry import PaddingArg, PairArg, as_pair, normalize_padding, positive_int
 from xpconv.functional import conv2d as _core_conv2d
 from xpconv.functional import conv2d_backward
 
@@ -48,27 +47,11 @@ def _static_args(
     ``custom_vjp`` and ``jax.jit`` need hashable static values; a list such as
     ``padding=[1, 2]`` becomes a tuple. The core repeats the full check.
     """
-    pad: PaddingArg
-    if isinstance(padding, str):
-        if padding not in ("same", "valid"):
-            msg = f"padding must be an int, a pair of ints, 'same' or 'valid', got {padding!r}"
-            raise ValueError(msg)
-        pad = "same" if padding == "same" else "valid"
-    else:
-        pad = as_pair(padding, "padding", minimum=0)
-    if isinstance(groups, bool):
-        msg = f"groups must be a positive int, got {groups!r}"
-        raise TypeError(msg)
-    try:
-        n_groups = operator.index(groups)  # type: ignore[arg-type]
-    except TypeError:
-        msg = f"groups must be a positive int, got {groups!r}"
-        raise TypeError(msg) from None
     return (
         as_pair(stride, "stride", minimum=1),
-        pad,
+        normalize_padding(padding),
         as_pair(dilation, "dilation", minimum=1),
-        n_groups,
+        positive_int(groups, "groups"),
     )
 
 

@@ -3,31 +3,15 @@
 from __future__ import annotations
 
 import math
-import operator
 from typing import Any
 
 from xpconv._backend import default_float_dtype, random_uniform, resolve_namespace
-from xpconv._geometry import PaddingArg, PairArg, as_pair
+from xpconv._geometry import PaddingArg, PairArg, as_pair, normalize_padding, positive_int
 from xpconv.functional import conv2d, conv2d_backward
 
 __all__ = ["Conv2d"]
 
 Array = Any
-
-
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool):
-        msg = f"{name} must be a positive int, got {value!r}"
-        raise TypeError(msg)
-    try:
-        result = operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        msg = f"{name} must be a positive int, got {value!r}"
-        raise TypeError(msg) from None
-    if result < 1:
-        msg = f"{name} must be a positive int, got {value!r}"
-        raise ValueError(msg)
-    return result
 
 
 class Conv2d:
@@ -95,9 +79,9 @@ class Conv2d:
         dtype: Any = None,
         rng: Any = None,
     ) -> None:
-        self.in_channels = _positive_int(in_channels, "in_channels")
-        self.out_channels = _positive_int(out_channels, "out_channels")
-        self.groups = _positive_int(groups, "groups")
+        self.in_channels = positive_int(in_channels, "in_channels")
+        self.out_channels = positive_int(out_channels, "out_channels")
+        self.groups = positive_int(groups, "groups")
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
             if value % self.groups:
                 msg = f"{name} ({value}) must be divisible by groups={groups}"
@@ -105,12 +89,7 @@ class Conv2d:
         self.kernel_size = as_pair(kernel_size, "kernel_size", minimum=1)
         self.stride = as_pair(stride, "stride", minimum=1)
         self.dilation = as_pair(dilation, "dilation", minimum=1)
-        self.padding = (
-            padding if isinstance(padding, str) else as_pair(padding, "padding", minimum=0)
-        )
-        if isinstance(padding, str) and padding not in ("same", "valid"):
-            msg = f"padding must be an int, a pair of ints, 'same' or 'valid', got {padding!r}"
-            raise ValueError(msg)
+        self.padding = normalize_padding(padding)
         self.xp = resolve_namespace(xp)
         self.device = device
         self.dtype = default_float_dtype(self.xp, device) if dtype is None else dtype
