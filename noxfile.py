@@ -15,12 +15,14 @@ nox.needs_version = ">=2024.4.15"
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = True
+# The default run (`nox`) stays under 10 minutes on 2 cores. JAX and Dask run
+# the same suite more slowly (eager JAX compiles every new shape, Dask builds a
+# graph per call): `nox -t extra` runs them, and .ci/run runs both after the
+# default sessions.
 nox.options.sessions = [
     "tests(backend='numpy')",
     "tests(backend='array_api_strict')",
     "tests(backend='torch')",
-    "tests(backend='jax')",
-    "tests(backend='dask')",
     "lint",
     "typecheck",
     "docs",
@@ -43,7 +45,13 @@ def _install_tests(session: nox.Session, *extra: str) -> None:
 
 
 @nox.session
-@nox.parametrize("backend", list(BACKEND_PACKAGES))
+@nox.parametrize(
+    "backend",
+    [
+        nox.param(name, tags=["extra"] if name in ("jax", "dask") else [])
+        for name in BACKEND_PACKAGES
+    ],
+)
 def tests(session: nox.Session, backend: str) -> None:
     """The whole suite on one CPU backend (PyTorch CPU installed as the oracle)."""
     _install_tests(session, TORCH_CPU, *BACKEND_PACKAGES[backend])
