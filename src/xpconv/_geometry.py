@@ -131,12 +131,6 @@ class ConvGeometry:
     def weight_shape(self) -> tuple[int, int, int, int]:
         return (self.out_channels, self.in_channels // self.groups, *self.kernel_hw)
 
-    @property
-    def flops(self) -> int:
-        """Multiply-adds x 2 of the forward pass (the usual GFLOP/s convention)."""
-        per_output = 2 * (self.in_channels // self.groups) * self.kernel_area
-        return self.batch * self.out_channels * self.out_area * per_output
-
 
 def positive_int(value: object, name: str) -> int:
     """``value`` as an int >= 1; ``TypeError`` for non-integers, ``ValueError`` below 1."""

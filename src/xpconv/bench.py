@@ -251,18 +251,11 @@ def _load_seed() -> Any | None:
 # --------------------------------------------------------------------------- memory
 
 
-def _rss_hwm_kib() -> int | None:
+def _proc_status_kib(field: str) -> int | None:
+    """A memory figure of this process from /proc (``VmRSS``, ``VmHWM``), in KiB."""
     with contextlib.suppress(OSError):
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return None
-
-
-def _rss_kib() -> int | None:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1])
     return None
 
@@ -343,9 +336,9 @@ def _measure_peak(run: Callable[[], Any], kind: str, sync: Callable[[Any], None]
             Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
         except OSError:
             return None
-        rss_before = _rss_kib()
+        rss_before = _proc_status_kib("VmRSS")
         out = run()
-        rss_peak = _rss_hwm_kib()
+        rss_peak = _proc_status_kib("VmHWM")
         del out
         if rss_before is None or rss_peak is None:
             return None
