@@ -207,17 +207,23 @@ def conv2d_grads(
 ) -> tuple[Array | None, Array | None]:
     """dL/dx and dL/dW of conv2d, tile by tile.
 
-    dW = sum over tiles of grad_output (O, M) @ cols^T (M, C*KH*KW); the column
-    gradient W^T @ grad_output is written into the same buffer as the columns
-    (no longer needed by then) and col2im adds it into the padded input gradient.
+    dW = sum over tiles of grad_output (O, M) @ cols^T (M, C*KH*KW). For a
+    stride-1 convolution with no more output than input channels, dL/dx is
+    itself a stride-1 convolution (:func:`_stride1_input_grad`); otherwise the
+    column gradient W^T @ grad_output is written into the columns' buffer and
+    col2im adds it into the padded input gradient.
     """
     dev = device_of(grad_output=grad_output)
     if geom.batch == 0:  # no samples: every gradient is zero
         zeros_x = xp.zeros(geom.input_shape, dtype=grad_output.dtype, device=dev)
         zeros_w = xp.zeros(geom.weight_shape, dtype=grad_output.dtype, device=dev)
         return (zeros_x if input_grad else None), (zeros_w if weight_grad else None)
+    grad_x = None
+    if input_grad and _input_grad_by_convolution(geom):
+        grad_x = _stride1_input_grad(grad_output, weight, geom, xp)
+        input_grad = False
     tiles = _plan(geom, grad_output.dtype, xp)
-    buf = _buffer(grad_output, geom, tiles)
+    buf = _buffer(grad_output, geom, tiles) if input_grad or weight_grad else None
     padded = pad_input(x, geom, xp) if weight_grad and x is not None else None
     grad_padded = (
         xp.zeros(
@@ -228,7 +234,7 @@ def conv2d_grads(
     )
     wg_t = xp.matrix_transpose(_grouped_weight(weight, geom, xp)) if input_grad else None
     grad_w = None
-    for tile in tiles:
+    for tile in tiles if padded is not None or grad_padded is not None else ():
         sub, key = _tile_geometry(geom, tile)
         gy = _output_tile_matrix(grad_output, geom, tile, xp)
         if padded is not None:
@@ -247,7 +253,6 @@ def conv2d_grads(
             dcols = xp.reshape(dcols, (geom.in_channels * geom.kernel_area, -1))
             grad_padded = col2im_gemm(dcols, sub, xp, grad_padded, key)
             del dcols
-    grad_x = None
     if grad_padded is not None:
         top, _, left, _ = geom.pad
         h, w = geom.in_hw
@@ -259,8 +264,59 @@ def conv2d_grads(
     return grad_x, grad_w
 
 
+def _input_grad_by_convolution(geom: ConvGeometry) -> bool:
+    """Whether :func:`_stride1_input_grad` is used instead of col2im.
+
+    It unfolds grad_output (O channels) where col2im folds the columns of C
+    channels, so it moves less data when O <= C (on the MNIST-like layer, C=1
+    and O=32, it was 2x slower than col2im).
+    """
+    return geom.stride == (1, 1) and geom.out_channels <= geom.in_channels
+
+
+def _stride1_input_grad(
+    grad_output: Array, weight: Array, geom: ConvGeometry, xp: Namespace
+) -> Array:
+    """dL/dx of a stride-1 conv2d, computed as another stride-1 conv2d.
+
+    With stride 1, pixel h of x meets ``grad_output[h + top - i*d]`` through
+    kernel row i, so dL/dx is the cross-correlation of grad_output, padded by
+    ``d*(K-1) - top`` above (cropped where that is negative), with the kernel
+    flipped and its in/out channels swapped within each group. That is one
+    im2col and one GEMM with the short (C, O*KH*KW) weight on the left, instead
+    of the tall (C*KH*KW, O) column-gradient GEMM and a KH*KW-slice col2im:
+    measured about 20 ms less per backward pass on the 3x3 benchmark layers.
+    """
+    (kh, kw), (dh, dw), g = geom.kernel_hw, geom.dilation, geom.groups
+    top, _, left, _ = geom.pad
+    (h, w), (oh, ow) = geom.in_hw, geom.out_hw
+    pad_top, pad_left = dh * (kh - 1) - top, dw * (kw - 1) - left
+    # Rows needed below: enough for H outputs (grad_output is zero past its end).
+    pad_bottom, pad_right = h + dh * (kh - 1) - oh - pad_top, w + dw * (kw - 1) - ow - pad_left
+    crop_rows = slice(max(-pad_top, 0), oh - max(-pad_bottom, 0))
+    crop_cols = slice(max(-pad_left, 0), ow - max(-pad_right, 0))
+    gy = grad_output[:, :, crop_rows, crop_cols]
+    o, c = geom.out_channels, geom.in_channels
+    per_group = xp.reshape(weight, (g, o // g, c // g, kh, kw))
+    swapped = xp.reshape(xp.permute_dims(per_group, (0, 2, 1, 3, 4)), (c, o // g, kh, kw))
+    flipped = xp.flip(swapped, axis=(2, 3))
+    transposed = ConvGeometry(
+        batch=geom.batch,
+        in_channels=o,
+        out_channels=c,
+        in_hw=(crop_rows.stop - crop_rows.start, crop_cols.stop - crop_cols.start),
+        kernel_hw=(kh, kw),
+        stride=(1, 1),
+        pad=(max(pad_top, 0), max(pad_bottom, 0), max(pad_left, 0), max(pad_right, 0)),
+        dilation=(dh, dw),
+        groups=g,
+        out_hw=(h, w),
+    )
+    return conv2d_forward(gy, flipped, None, transposed, xp)
+
+
 def input_grad(grad_output: Array, weight: Array, geom: ConvGeometry, xp: Namespace) -> Array:
-    """dL/dx: weight^T x grad_output gives columns, col2im sums them back to pixels."""
+    """dL/dx alone (also :func:`conv_transpose2d`'s forward pass)."""
     grad_x, _ = conv2d_grads(grad_output, None, weight, geom, xp, weight_grad=False)
     assert grad_x is not None
     return grad_x
