@@ -464,7 +464,8 @@ def conv2d_backward(
     """
     xp = _check_arrays(xp, grad_output=grad_output, x=x, weight=weight)
     x4, unbatched = _batched(x, xp, "x")
-    gy = xp.expand_dims(grad_output, axis=0) if unbatched and grad_output.ndim == 3 else grad_output
+    # An unbatched x has an unbatched output: grad_output must be 3-D too.
+    gy = xp.expand_dims(grad_output, axis=0) if unbatched else grad_output
     geom = conv_geometry(
         tuple(x4.shape),
         tuple(weight.shape),
