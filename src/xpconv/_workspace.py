@@ -22,7 +22,11 @@ allocates on top of its arguments is at most about::
 
 where ``P_grad = P`` (or ``X`` without padding) is the gradient of the padded
 input that col2im accumulates into, and ``T`` is one chunk of the output
-gradient copied into matrix-product order. Backends without a reusable buffer
+gradient copied into matrix-product order. A stride-1 layer with O <= C gets
+its input gradient from a second convolution instead (of grad_output, see
+``functional._stride1_input_grad``): ``P_grad`` is then the padded output
+gradient and that convolution has its own workspace, used after the first
+one is freed. Backends without a reusable buffer
 (array-api-strict, JAX, Dask) hold up to two workspace-sized temporaries
 (columns and their gradient) instead of one.
 
