@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import types
@@ -191,3 +192,24 @@ def test_bench_missing_is_one_line(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "xpconv.bench", None)
     assert main(["bench"]) == 1
     _one_error_line(capsys, "xpconv.bench")
+
+
+def test_bench_also_workspace_runs_both_and_reports_the_bound(tmp_path, capsys):
+    """A real (tiny) run: xpconv under the default limit and under 1 MiB,
+    interleaved, with the memory bound of the performance issue printed."""
+    from xpconv import bench
+
+    out = tmp_path / "r.json"
+    argv = ["--layers", "mnist", "--batch", "2", "--dtype", "float32", "--repeat", "1"]
+    argv += ["--compare", "none", "--no-seed", "--also-workspace", "1M", "--json", str(out)]
+    assert bench.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "xpconv-ws1MiB: time / xpconv" in text
+    assert "bound (arrays + limit) * 1.1" in text
+    data = json.loads(out.read_text())
+    assert data["meta"]["also_workspace_bytes"] == 2**20
+    impls = {r["impl"]: r for r in data["results"]}
+    assert set(impls) == {"xpconv", "xpconv-ws1MiB"}
+    # x, w, b, grad_output, output and gradients of a (2, 1, 28, 28) -> 32-channel layer
+    expected = 2 * (2 * 28 * 28 + 32 * 9 + 32 + 2 * 32 * 28 * 28) * 4 / 2**20
+    assert impls["xpconv-ws1MiB"]["array_mib"] == round(expected, 2)

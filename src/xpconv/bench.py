@@ -104,6 +104,14 @@ class Layer:
         oh, ow = self.out_hw
         return 2 * self.n * self.o * oh * ow * (self.c // self.groups) * self.k * self.k
 
+    def array_bytes(self, itemsize: int) -> int:
+        """Bytes of x, weight, bias, grad_output, the output and the three gradients."""
+        oh, ow = self.out_hw
+        x = self.n * self.c * self.h * self.w
+        w = self.o * (self.c // self.groups) * self.k * self.k
+        y = self.n * self.o * oh * ow
+        return 2 * (x + w + self.o + y) * itemsize
+
     def with_batch(self, n: int) -> Layer:
         return Layer(
             self.name, n, self.c, self.h, self.w, self.o, self.k, self.stride,
@@ -363,7 +371,8 @@ class Impl:
     times_b: list[float] = field(default_factory=list)
 
 
-def _xpconv_impl(layer: Layer, data: dict[str, Any], rt: Runtime) -> Impl:
+def _xpconv_impl(layer: Layer, data: dict[str, Any], rt: Runtime, limit: int | None = None) -> Impl:
+    """xpconv under the workspace limit in force, or under ``limit`` bytes if given."""
     import xpconv
 
     x, w, b, gy = (rt.to_backend(data[k]) for k in ("x", "w", "b", "gy"))
@@ -383,13 +392,28 @@ def _xpconv_impl(layer: Layer, data: dict[str, Any], rt: Runtime) -> Impl:
         mem = "rss_hwm"
     else:
         mem = None
-    return Impl(
-        "xpconv",
-        lambda: xpconv.conv2d(x, w, b, **kw),
-        lambda _y: xpconv.conv2d_backward(gy, x, w, **kw),
-        rt.sync,
-        mem,
-    )
+    if limit is None:
+        return Impl(
+            "xpconv",
+            lambda: xpconv.conv2d(x, w, b, **kw),
+            lambda _y: xpconv.conv2d_backward(gy, x, w, **kw),
+            rt.sync,
+            mem,
+        )
+
+    def fwd() -> Any:
+        with xpconv.workspace_limit(limit):
+            return xpconv.conv2d(x, w, b, **kw)
+
+    def bwd(_y: Any) -> Any:
+        with xpconv.workspace_limit(limit):
+            return xpconv.conv2d_backward(gy, x, w, **kw)
+
+    return Impl(f"xpconv-ws{_mib_label(limit)}", fwd, bwd, rt.sync, mem)
+
+
+def _mib_label(nbytes: int) -> str:
+    return f"{nbytes / 2**20:g}MiB"
 
 
 def _torch_impl(layer: Layer, data: dict[str, Any], device: str, name: str) -> Impl:
@@ -543,6 +567,13 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="xpconv workspace limit in bytes ('none' for unlimited; default: xpconv's default)",
     )
+    p.add_argument(
+        "--also-workspace",
+        default=None,
+        help="also time xpconv under this workspace limit (e.g. 16M), interleaved with the "
+        "run under --workspace, and print its time ratio and its peak memory against the "
+        "bound inputs + outputs + gradients + limit (+10%%)",
+    )
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurements")
     p.add_argument(
         "--threads", type=int, default=None, help="BLAS and torch threads (default: BLAS's)"
@@ -607,6 +638,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("--repeat must be >= 1", file=sys.stderr)
         return 2
     set_ws, ws = _parse_workspace(args.workspace)
+    also_ws = None
+    if args.also_workspace is not None:
+        set_also, also_ws = _parse_workspace(args.also_workspace)
+        if also_ws is None or not set_also:
+            print("--also-workspace needs a size in bytes, e.g. 16M", file=sys.stderr)
+            return 2
+    args.also_workspace_bytes = also_ws
 
     import numpy as np
 
@@ -675,6 +713,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "env": env,
         "repeat": args.repeat,
         "workspace_bytes": ws if set_ws else get_workspace_limit(),
+        "also_workspace_bytes": also_ws,
         "seed_baseline": seed is not None,
         "command": "xpconv bench " + " ".join(sys.argv[1:] if argv is None else list(argv)),
     }
@@ -725,6 +764,8 @@ def _bench_layer(
         "gy": rng.standard_normal((layer.n, layer.o, oh, ow)).astype(dt),
     }
     impls = [_xpconv_impl(layer, data, rt)]
+    if args.also_workspace_bytes is not None:
+        impls.append(_xpconv_impl(layer, data, rt, args.also_workspace_bytes))
     cudnn_modes: list[bool | None] = [None]
     if compare == "torch":
         impls.append(_torch_impl(layer, data, "cpu", "torch"))
@@ -781,6 +822,7 @@ def _bench_layer(
                 "gflops": round(3 * layer.forward_flops / (total * 1e-3) / 1e9, 2),
                 "peak_mem_mib": None if peak is None else round(peak, 2),
                 "peak_mem_method": impl.mem_kind if peak is not None else None,
+                "array_mib": round(layer.array_bytes(np.dtype(dt).itemsize) / 2**20, 2),
                 "forward_all_ms": [round(v, 3) for v in impl.times_f],
                 "backward_all_ms": [round(v, 3) for v in impl.times_b],
             }
@@ -800,6 +842,18 @@ def _print_rows(results: list[dict[str, Any]], layer: Layer, dt: str) -> None:
             f"{r['backward_ms']:>9.2f} {r['total_ms']:>9.2f} {r['gflops']:>8.1f} "
             f"{_fmt(r['peak_mem_mib']):>9} "
             f"{_fmt(vs_torch, '.2f'):>7} {_fmt(vs_seed, '.2f'):>7}",
+            flush=True,
+        )
+    for r in rows:
+        if not r["impl"].startswith("xpconv-ws") or "xpconv" not in ref:
+            continue
+        limit_mib = float(r["impl"].removeprefix("xpconv-ws").removesuffix("MiB"))
+        bound = 1.1 * (r["array_mib"] + limit_mib)
+        peak = r["peak_mem_mib"]
+        verdict = "-" if peak is None else ("within" if peak <= bound else "OVER")
+        print(
+            f"{'':<10} {'':<8} {r['impl']}: time / xpconv {r['total_ms'] / ref['xpconv']:.2f}; "
+            f"peak {_fmt(peak)} MiB, bound (arrays + limit) * 1.1 = {bound:.1f} MiB: {verdict}",
             flush=True,
         )
 
