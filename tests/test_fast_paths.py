@@ -199,3 +199,34 @@ def test_stride1_input_grad_equals_col2im_route(
     via_col2im, _ = functional.conv2d_grads(gyb, None, wb, geom, backend.xp, weight_grad=False)
     ref.assert_close(backend, shortcut, gx_ref, like=gyb)
     ref.assert_close(backend, via_col2im, gx_ref, like=gyb)
+
+
+@pytest.mark.parametrize("per_sample", [True, False], ids=["per-sample", "one-gemm"])
+@pytest.mark.parametrize("limit", [None, 200], ids=["one-tile", "row-bands"])
+@pytest.mark.parametrize("case", ["plain", "padded", "strided_dilated", "kernel1x1"])
+def test_forward_product_orders_agree(
+    backend: Any, case: str, limit: int | None, per_sample: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The per-sample product and the single GEMM give the reference output,
+    whole or cut into bands of rows by a tiny workspace."""
+    from xpconv import functional
+
+    monkeypatch.setattr(functional, "PER_SAMPLE_MAX_ROWS", 10**9 if per_sample else 0)
+    chosen: list[bool] = []
+    original = functional._per_sample_product
+
+    def spy(geom: Any) -> bool:
+        chosen.append(original(geom))
+        return chosen[-1]
+
+    monkeypatch.setattr(functional, "_per_sample_product", spy)
+    x_shape, w_shape, kw = GEOMETRIES[case]
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    b = rng.standard_normal(w_shape[0])
+    expected = ref.conv2d(x, w, b, **kw)
+    with xpconv.workspace_limit(limit):
+        got = xpconv.conv2d(*(backend.asarray(a) for a in (x, w, b)), **kw)
+    ref.assert_close(backend, got, expected, like=backend.asarray(x))
+    assert chosen, "conv2d_forward did not ask which product to use"
+    assert set(chosen) == {per_sample}
