@@ -213,3 +213,19 @@ def test_bench_also_workspace_runs_both_and_reports_the_bound(tmp_path, capsys):
     # x, w, b, grad_output, output and gradients of a (2, 1, 28, 28) -> 32-channel layer
     expected = 2 * (2 * 28 * 28 + 32 * 9 + 32 + 2 * 32 * 28 * 28) * 4 / 2**20
     assert impls["xpconv-ws1MiB"]["array_mib"] == round(expected, 2)
+
+
+def test_bench_times_each_library_in_blocks_after_a_warm_up():
+    """Two rounds; in each, every implementation gets one untimed call and
+    then a block of timed ones, so no library is timed right after another."""
+    from xpconv import bench
+
+    calls: list[str] = []
+
+    def impl(name: str) -> bench.Impl:
+        return bench.Impl(name, lambda: calls.append(name), lambda _y: None, lambda _a: None, None)
+
+    impls = [impl("a"), impl("b")]
+    bench._run_layer(impls, repeat=5, settle=0)
+    assert calls == ["a"] * 4 + ["b"] * 4 + ["a"] * 4 + ["b"] * 4  # (1 warm-up + 3) x 2 rounds
+    assert all(len(i.times_f) == len(i.times_b) == 6 for i in impls)

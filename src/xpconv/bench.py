@@ -2,10 +2,12 @@
 
 Run it as ``xpconv bench [ARGS]``, ``python benchmarks/run.py [ARGS]`` or
 ``python -m xpconv.bench [ARGS]``; ``--help`` lists the options. Every
-implementation is timed on the same data, interleaved repetition by repetition
-(xpconv, then PyTorch, then the seed formulation, then again), so that the
-ratios stay meaningful on a shared, noisy machine. Reported times are medians
-of ``--repeat`` runs after one warm-up run.
+implementation is timed on the same data in the same run, in two rounds
+(xpconv, PyTorch, the seed formulation, then again), each a block of runs
+after a pause (``--settle``) and an untimed warm-up call, so that the ratios
+stay meaningful on a shared, noisy machine and one library's spinning worker
+threads do not slow down the next. Reported times are medians of at least
+``--repeat`` runs.
 
 What is measured, per layer and dtype:
 
@@ -137,6 +139,8 @@ STANDARD = ("mnist", "conv64", "conv128", "stem7x7", "pointwise")
 QUICK_LAYERS = ("mnist", "conv64", "pointwise")
 
 BACKENDS = ("numpy", "cupy", "torch", "array_api_strict", "jax")
+# Seconds of pause before each implementation's block of timed runs (see _run_layer).
+SETTLE_S = 0.5
 COMPARES = ("torch", "torch-cuda", "none")
 
 
@@ -467,25 +471,42 @@ def _first_array(out: Any) -> Any:
     return out
 
 
-def _run_layer(impls: list[Impl], repeat: int) -> None:
-    for impl in impls:  # warm-up (also loads BLAS kernels, cuDNN plans, ...)
-        y = impl.forward()
-        impl.sync(_first_array(y))
-        g = impl.backward(y)
-        impl.sync(_first_array(g))
+def _call(impl: Impl) -> tuple[float, float]:
+    """One forward and backward pass; returns their times in ms."""
+    start = time.perf_counter()
+    y = impl.forward()
+    impl.sync(_first_array(y))
+    mid = time.perf_counter()
+    g = impl.backward(y)
+    impl.sync(_first_array(g))
+    end = time.perf_counter()
+    del y, g
+    return (mid - start) * 1e3, (end - mid) * 1e3
+
+
+def _run_layer(impls: list[Impl], repeat: int, settle: float = SETTLE_S) -> None:
+    """Time every implementation ``repeat`` times (or a little more).
+
+    Each implementation runs its repetitions as a block, after a ``settle``
+    second pause and one untimed call: OpenBLAS's and OpenMP's worker threads
+    keep spinning for a while after a call and slow down the next library's
+    threads (alternating call by call, torch's time on the MNIST-like layer
+    went from 10 ms to 17-85 ms). Two rounds over the implementations (for
+    ``repeat`` >= 4) spread slow drifts of the machine over all of them.
+    """
+    rounds = 2 if repeat >= 4 else 1
+    per_round = math.ceil(repeat / rounds)
+    for impl in impls:
         impl.times_f, impl.times_b = [], []
-    for _ in range(repeat):
-        for impl in impls:  # interleaved: each repetition runs every implementation
-            start = time.perf_counter()
-            y = impl.forward()
-            impl.sync(_first_array(y))
-            mid = time.perf_counter()
-            g = impl.backward(y)
-            impl.sync(_first_array(g))
-            end = time.perf_counter()
-            impl.times_f.append((mid - start) * 1e3)
-            impl.times_b.append((end - mid) * 1e3)
-            del y, g
+    for _ in range(rounds):
+        for impl in impls:
+            if settle > 0:
+                time.sleep(settle)
+            _call(impl)  # warm-up: wakes the threads, loads kernels and cuDNN plans
+            for _ in range(per_round):
+                f, b = _call(impl)
+                impl.times_f.append(f)
+                impl.times_b.append(b)
 
 
 def _peak(impl: Impl) -> float | None:
@@ -570,9 +591,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--also-workspace",
         default=None,
-        help="also time xpconv under this workspace limit (e.g. 16M), interleaved with the "
-        "run under --workspace, and print its time ratio and its peak memory against the "
+        help="also time xpconv under this workspace limit (e.g. 16M), in the same rounds as "
+        "the run under --workspace, and print its time ratio and its peak memory against the "
         "bound inputs + outputs + gradients + limit (+10%%)",
+    )
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=SETTLE_S,
+        help=f"seconds of pause before each implementation's block of timed runs, so that "
+        f"the previous library's worker threads stop spinning (default {SETTLE_S})",
     )
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurements")
     p.add_argument(
@@ -712,6 +740,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "device": device,
         "env": env,
         "repeat": args.repeat,
+        "settle_s": args.settle,
         "workspace_bytes": ws if set_ws else get_workspace_limit(),
         "also_workspace_bytes": also_ws,
         "seed_baseline": seed is not None,
@@ -790,17 +819,17 @@ def _bench_layer(
         import torch
 
         # cudnn.benchmark is a global flag: each torch variant gets its own pass;
-        # xpconv and the seed run (interleaved) in the first one.
+        # xpconv and the seed run (in the same rounds) in the first one.
         torch_impls = [i for i in impls if i.name.startswith("torch")]
         others = [i for i in impls if not i.name.startswith("torch")]
         try:
             for index, (mode, impl) in enumerate(zip(cudnn_modes, torch_impls, strict=True)):
                 torch.backends.cudnn.benchmark = bool(mode)
-                _run_layer([impl, *others] if index == 0 else [impl], args.repeat)
+                _run_layer([impl, *others] if index == 0 else [impl], args.repeat, args.settle)
         finally:
             torch.backends.cudnn.benchmark = False
     else:
-        _run_layer(impls, args.repeat)
+        _run_layer(impls, args.repeat, args.settle)
 
     rows = []
     for impl in impls:
