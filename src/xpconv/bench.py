@@ -881,7 +881,7 @@ def _print_rows(results: list[dict[str, Any]], layer: Layer, dt: str) -> None:
         peak = r["peak_mem_mib"]
         verdict = "-" if peak is None else ("within" if peak <= bound else "OVER")
         print(
-            f"{'':<10} {'':<8} {r['impl']}: time / xpconv {r['total_ms'] / ref['xpconv']:.2f}; "
+            f"{layer.name:<10} {dt:<8} {r['impl']}: time / xpconv {r['total_ms'] / ref['xpconv']:.2f}; "
             f"peak {_fmt(peak)} MiB, bound (arrays + limit) * 1.1 = {bound:.1f} MiB: {verdict}",
             flush=True,
         )
