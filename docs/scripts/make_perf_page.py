@@ -178,6 +178,36 @@ def summary_table(rows: list[Row]) -> list[str]:
     return _table(header, body)
 
 
+def workspace_table(rows: list[Row]) -> list[str]:
+    """For ``--also-workspace`` runs: the limited run against the run beside it,
+    and its peak memory against the bound (arrays + limit) * 1.1."""
+    header = ["layer", "dtype", "limit", "time / xpconv", "peak MiB", "bound MiB", "within"]
+    body = []
+    for key, by_impl in _cases(rows).items():
+        ours = by_impl.get("xpconv", {})
+        for impl, row in by_impl.items():
+            if not impl.startswith("xpconv-ws"):
+                continue
+            limit = impl.removeprefix("xpconv-ws")
+            arrays = _number(row.get("array_mib"))
+            peak = _number(row.get("peak_mem_mib"))
+            limit_mib = _number(float(limit.removesuffix("MiB")))
+            bound = None if arrays is None or limit_mib is None else 1.1 * (arrays + limit_mib)
+            within = MISSING if peak is None or bound is None else str(peak <= bound).lower()
+            body.append(
+                [
+                    _case_label(key),
+                    key[4],
+                    limit,
+                    _ratio(row.get("total_ms"), ours.get("total_ms")),
+                    _fmt(peak),
+                    _fmt(bound),
+                    within,
+                ]
+            )
+    return _table(header, body) if body else []
+
+
 def full_table(rows: list[Row]) -> list[str]:
     header = ["layer", "dtype", "impl", "fwd ms", "bwd ms", "total ms", "GFLOP/s", "MiB"]
     body = [
@@ -282,6 +312,19 @@ def section(path: Path, image_dir: Path, image_url: str, *, seen: set[str]) -> l
         "",
         *summary_table(rows),
         "",
+    ]
+    limited = workspace_table(rows)
+    if limited:
+        base = meta.get("workspace_bytes")
+        against = "an unlimited run" if base is None else f"the run under a {base}-byte limit"
+        lines += [
+            f"Workspace study: xpconv under a second workspace limit, timed in the same "
+            f"rounds as {against}; the bound is (inputs + outputs + gradients + limit) * 1.1.",
+            "",
+            *limited,
+            "",
+        ]
+    lines += [
         "The layers:",
         "",
         *layer_table(rows),
