@@ -106,6 +106,16 @@ class Layer:
         oh, ow = self.out_hw
         return 2 * self.n * self.o * oh * ow * (self.c // self.groups) * self.k * self.k
 
+    @property
+    def conv_kwargs(self) -> dict[str, Any]:
+        """stride, padding, dilation and groups, as conv2d keywords."""
+        return {
+            "stride": self.stride,
+            "padding": self.padding,
+            "dilation": self.dilation,
+            "groups": self.groups,
+        }
+
     def array_bytes(self, itemsize: int) -> int:
         """Bytes of x, weight, bias, grad_output, the output and the three gradients."""
         oh, ow = self.out_hw
@@ -380,12 +390,7 @@ def _xpconv_impl(layer: Layer, data: dict[str, Any], rt: Runtime, limit: int | N
     import xpconv
 
     x, w, b, gy = (rt.to_backend(data[k]) for k in ("x", "w", "b", "gy"))
-    kw: dict[str, Any] = {
-        "stride": layer.stride,
-        "padding": layer.padding,
-        "dilation": layer.dilation,
-        "groups": layer.groups,
-    }
+    kw = layer.conv_kwargs
     if rt.name == "cupy":
         mem = "cupy_pool"
     elif rt.name == "numpy":
@@ -431,12 +436,7 @@ def _torch_impl(layer: Layer, data: dict[str, Any], device: str, name: str) -> I
 
     x, w, b = t(data["x"], True), t(data["w"], True), t(data["b"], True)
     gy = t(data["gy"], False)
-    kw: dict[str, Any] = {
-        "stride": layer.stride,
-        "padding": layer.padding,
-        "dilation": layer.dilation,
-        "groups": layer.groups,
-    }
+    kw = layer.conv_kwargs
 
     def fwd() -> Any:
         return F.conv2d(x, w, b, **kw)
@@ -449,12 +449,7 @@ def _torch_impl(layer: Layer, data: dict[str, Any], device: str, name: str) -> I
 
 def _seed_impl(layer: Layer, data: dict[str, Any], rt: Runtime, seed: Any) -> Impl:
     x, w, b, gy = (rt.to_backend(data[k]) for k in ("x", "w", "b", "gy"))
-    kw: dict[str, Any] = {
-        "stride": layer.stride,
-        "padding": layer.padding,
-        "dilation": layer.dilation,
-        "groups": layer.groups,
-    }
+    kw = layer.conv_kwargs
     return Impl(
         "seed",
         lambda: seed.forward(x, w, b, **kw),
@@ -880,8 +875,9 @@ def _print_rows(results: list[dict[str, Any]], layer: Layer, dt: str) -> None:
         bound = 1.1 * (r["array_mib"] + limit_mib)
         peak = r["peak_mem_mib"]
         verdict = "-" if peak is None else ("within" if peak <= bound else "OVER")
+        ratio = r["total_ms"] / ref["xpconv"]
         print(
-            f"{layer.name:<10} {dt:<8} {r['impl']}: time / xpconv {r['total_ms'] / ref['xpconv']:.2f}; "
+            f"{layer.name:<10} {dt:<8} {r['impl']}: time / xpconv {ratio:.2f}; "
             f"peak {_fmt(peak)} MiB, bound (arrays + limit) * 1.1 = {bound:.1f} MiB: {verdict}",
             flush=True,
         )
