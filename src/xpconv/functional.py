@@ -170,9 +170,10 @@ def _per_sample_product(geom: ConvGeometry) -> bool:
     One GEMM over the batch gives (O, N*OH*OW), which must then be transposed
     to (N, O, OH, OW); a stacked product over samples writes that order
     directly. With few rows in the columns (C*KH*KW) the transpose costs as
-    much as the product and the per-sample product wins (measured float64:
-    MNIST-like layer 4.3 -> 2.8 ms, 7x7 stem 49 -> 36 ms); with many rows the
-    single large GEMM runs faster.
+    much as the product and the per-sample product wins (measured float64,
+    product + transpose against the stacked product: MNIST-like layer 4.3 ->
+    2.8 ms, 7x7 stem 49 -> 36 ms); with many rows the single large GEMM runs
+    faster (1152 rows, float32: 16.8 against 18.3 ms).
     """
     return geom.groups == 1 and geom.in_channels * geom.kernel_area <= PER_SAMPLE_MAX_ROWS
 
@@ -372,8 +373,9 @@ def _stride1_input_grad(
     ``d*(K-1) - top`` above (cropped where that is negative), with the kernel
     flipped and its in/out channels swapped within each group. That is one
     im2col and one GEMM with the short (C, O*KH*KW) weight on the left, instead
-    of the tall (C*KH*KW, O) column-gradient GEMM and a KH*KW-slice col2im:
-    measured about 20 ms less per backward pass on the 3x3 benchmark layers.
+    of the tall (C*KH*KW, O) column-gradient GEMM and a KH*KW-slice col2im.
+    Measured float32 fwd+bwd on the 2-core CPU: (32, 64, 32, 32) 3x3 layer
+    133 -> 119 ms, (16, 128, 28, 28) 142 -> 136 ms, dilated 72 -> 66 ms.
     """
     (kh, kw), (dh, dw), g = geom.kernel_hw, geom.dilation, geom.groups
     top, _, left, _ = geom.pad
