@@ -275,3 +275,25 @@ def test_pointwise_shortcut_equals_im2col_route(
     ref.assert_close(backend, grads.bias, gb_ref, like=xb)
     assert taken
     assert all(taken)
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "w_shape", "kw"),
+    [
+        ((1, 2, 3, 3), (2, 3, 1, 1), {"dilation": 2, "output_padding": 1}),
+        ((2, 4, 4, 3), (4, 1, 1, 1), {"dilation": 3, "output_padding": 2, "groups": 2}),
+        ((1, 3, 4, 5), (3, 2, 3, 3), {"dilation": 2, "output_padding": 1, "padding": 1}),
+        ((2, 4, 3, 4), (4, 3, 2, 3), {"dilation": (3, 2), "output_padding": (2, 1), "groups": 2}),
+    ],
+    ids=["1x1", "1x1-groups", "3x3-padded", "groups"],
+)
+def test_stride1_conv_transpose_with_output_padding(
+    backend: Any, x_shape: tuple, w_shape: tuple, kw: dict
+) -> None:
+    """Stride 1 with dilation allows output_padding: rows of the output that no
+    input pixel reaches. The 1x1 and stride-1 shortcuts must leave them zero."""
+    rng = np.random.default_rng(13)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    expected = ref.conv_transpose2d(x, w, **kw)
+    got = xpconv.conv_transpose2d(backend.asarray(x), backend.asarray(w), **kw)
+    ref.assert_close(backend, got, expected, like=backend.asarray(x))

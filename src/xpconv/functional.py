@@ -236,11 +236,14 @@ def _add_bias(y: Array, bias: Array | None, geom: ConvGeometry, xp: Namespace) -
 
 
 def _is_pointwise(geom: ConvGeometry) -> bool:
+    # out_hw == in_hw also rules out the unread rows that conv_transpose2d's
+    # output_padding adds to the input of the convolution it transposes.
     return (
         geom.kernel_hw == (1, 1)
         and geom.stride == (1, 1)
         and geom.pad == (0, 0, 0, 0)
         and geom.groups == 1
+        and geom.out_hw == geom.in_hw
     )
 
 
@@ -311,9 +314,11 @@ def conv2d_grads(
     if input_grad and _input_grad_by_convolution(geom):
         grad_x = _stride1_input_grad(grad_output, weight, geom, xp)
         input_grad = False
-    tiles = _plan(geom, grad_output.dtype, xp)
-    buf = _buffer(grad_output, geom, tiles) if input_grad or weight_grad else None
     padded = pad_input(x, geom, xp) if weight_grad and x is not None else None
+    if padded is None and not input_grad:  # nothing left to unfold or fold
+        return grad_x, None
+    tiles = _plan(geom, grad_output.dtype, xp)
+    buf = _buffer(grad_output, geom, tiles)
     grad_padded = (
         xp.zeros(
             (geom.batch, geom.in_channels, *geom.padded_hw), dtype=grad_output.dtype, device=dev
@@ -323,7 +328,7 @@ def conv2d_grads(
     )
     wg_t = xp.matrix_transpose(_grouped_weight(weight, geom, xp)) if input_grad else None
     grad_w = None
-    for tile in tiles if padded is not None or grad_padded is not None else ():
+    for tile in tiles:
         sub, key = _tile_geometry(geom, tile)
         gy = _output_tile_matrix(grad_output, geom, tile, xp)
         if padded is not None:
