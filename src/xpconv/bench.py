@@ -149,9 +149,9 @@ STANDARD = ("mnist", "conv64", "conv128", "stem7x7", "pointwise")
 QUICK_LAYERS = ("mnist", "conv64", "pointwise")
 
 BACKENDS = ("numpy", "cupy", "torch", "array_api_strict", "jax")
+COMPARES = ("torch", "torch-cuda", "none")
 # Seconds of pause before each implementation's block of timed runs (see _run_layer).
 SETTLE_S = 0.5
-COMPARES = ("torch", "torch-cuda", "none")
 
 
 # --------------------------------------------------------------------------- environment
