@@ -310,12 +310,11 @@ def conv2d_grads(
     if _is_pointwise(geom):
         x_for_w = x if weight_grad else None
         return _pointwise_grads(grad_output, x_for_w, weight, geom, xp, input_grad=input_grad)
-    grad_x = None
-    if input_grad and _input_grad_by_convolution(geom):
-        grad_x = _stride1_input_grad(grad_output, weight, geom, xp)
-        input_grad = False
+    by_convolution = input_grad and _input_grad_by_convolution(geom)
+    grad_x = _stride1_input_grad(grad_output, weight, geom, xp) if by_convolution else None
+    fold_input = input_grad and not by_convolution  # col2im route for dL/dx
     padded = pad_input(x, geom, xp) if weight_grad and x is not None else None
-    if padded is None and not input_grad:  # nothing left to unfold or fold
+    if padded is None and not fold_input:  # nothing left to unfold or fold
         return grad_x, None
     tiles = _plan(geom, grad_output.dtype, xp)
     buf = _buffer(grad_output, geom, tiles)
@@ -323,10 +322,10 @@ def conv2d_grads(
         xp.zeros(
             (geom.batch, geom.in_channels, *geom.padded_hw), dtype=grad_output.dtype, device=dev
         )
-        if input_grad
+        if fold_input
         else None
     )
-    wg_t = xp.matrix_transpose(_grouped_weight(weight, geom, xp)) if input_grad else None
+    wg_t = xp.matrix_transpose(_grouped_weight(weight, geom, xp)) if fold_input else None
     grad_w = None
     for tile in tiles:
         sub, key = _tile_geometry(geom, tile)
