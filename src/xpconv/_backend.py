@@ -163,8 +163,8 @@ def matmul_into(a: Array, b: Array, out: Array | None) -> Array:
     """
     if out is not None and (compat.is_numpy_array(a) or compat.is_cupy_array(a)):
         mod = _numpy() if compat.is_numpy_array(a) else _cupy()
-        try:
-            batch = mod.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        try:  # NumPy's, for CuPy too: only shapes are involved
+            batch = _numpy().broadcast_shapes(a.shape[:-2], b.shape[:-2])
         except ValueError:
             batch = None
         if (

@@ -256,9 +256,13 @@ def _runtime(backend: str, device: str | None) -> Runtime:
 
 
 def _load_seed() -> Any | None:
-    """benchmarks/seed_formulation.py from a source checkout, or None."""
+    """benchmarks/seed_formulation.py from a source checkout, or None.
+
+    Looked for above this file (an editable install) and above the working
+    directory (an installed xpconv run from the checkout, as on a GPU machine).
+    """
     here = Path(__file__).resolve()
-    for root in here.parents:
+    for root in (*here.parents, Path.cwd(), *Path.cwd().parents):
         candidate = root / "benchmarks" / "seed_formulation.py"
         if candidate.is_file():
             spec = importlib.util.spec_from_file_location("_xpconv_seed_formulation", candidate)
@@ -337,7 +341,7 @@ def _measure_peak(run: Callable[[], Any], kind: str, sync: Callable[[Any], None]
         peak_hook = _CupyPeak().hook
         with peak_hook:
             out = run()
-            sync(out)
+            sync(_first_array(out))
         del out
         cupy.get_default_memory_pool()  # keep the pool; the hook saw every malloc/free
         return peak_hook.peak / 2**20
