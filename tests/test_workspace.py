@@ -14,6 +14,7 @@ import xpconv
 from reference import assert_close
 from xpconv import _workspace
 from xpconv._workspace import (
+    DEFAULT_GPU_WORKSPACE_BYTES,
     DEFAULT_WORKSPACE_BYTES,
     Tile,
     get_workspace_limit,
@@ -41,6 +42,44 @@ LIMITS = [None, 10**9, 600, 1]
 
 def test_default_limit() -> None:
     assert get_workspace_limit() == DEFAULT_WORKSPACE_BYTES
+
+
+def test_gpu_default_limit() -> None:
+    assert get_workspace_limit(gpu=True) == DEFAULT_GPU_WORKSPACE_BYTES > DEFAULT_WORKSPACE_BYTES
+    with workspace_limit(1234):  # an explicit limit holds on every device
+        assert get_workspace_limit(gpu=True) == get_workspace_limit() == 1234
+    with workspace_limit(None):
+        assert get_workspace_limit(gpu=True) is None
+
+
+def test_arrays_on_a_gpu_plan_with_the_gpu_default(
+    backend: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """conv2d asks plan_tiles for the GPU default exactly when its arrays are on a GPU."""
+    asked: list[bool] = []
+    original = _workspace.plan_tiles
+
+    def spy(*args: Any, **kw: Any) -> list[Tile]:
+        asked.append(kw.get("gpu", False))
+        return original(*args, **kw)
+
+    monkeypatch.setattr("xpconv.functional.plan_tiles", spy)
+    x = backend.asarray(np.ones((2, 3, 6, 6)))
+    w = backend.asarray(np.ones((4, 3, 3, 3)))
+    xpconv.conv2d_backward(xpconv.conv2d(x, w), x, w)
+    gpu = str(backend) in ("cupy", "torch-cuda")
+    assert asked
+    assert set(asked) == {gpu}
+
+
+def test_gpu_default_keeps_a_large_layer_in_one_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """75 MB of columns: 3 chunks under the 32 MiB default, 1 under the GPU default."""
+    x, w = np.ones((8, 32, 64, 64)), np.ones((8, 32, 3, 3))
+    plans = _record_tiles(monkeypatch)
+    xpconv.conv2d(x, w, padding=1)
+    monkeypatch.setattr("xpconv.functional.on_gpu", lambda _a: True)
+    xpconv.conv2d(x, w, padding=1)
+    assert [len(tiles) for _, tiles in plans] == [3, 1]
 
 
 def test_context_manager_sets_and_restores() -> None:
@@ -105,8 +144,8 @@ def _record_tiles(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, list[Tile]
     plans: list[tuple[int, list[Tile]]] = []
     original = _workspace.plan_tiles
 
-    def spy(batch: int, out_rows: int, bytes_per_row: int, *args: Any) -> list[Tile]:
-        tiles = original(batch, out_rows, bytes_per_row, *args)
+    def spy(batch: int, out_rows: int, bytes_per_row: int, *args: Any, **kw: Any) -> list[Tile]:
+        tiles = original(batch, out_rows, bytes_per_row, *args, **kw)
         plans.append((bytes_per_row, tiles))
         return tiles
 

@@ -14,7 +14,7 @@ standard. What cannot be written that way lives here:
   :func:`matmul_into` (a matrix product written into a reused buffer) and
   :func:`contiguous`;
 * :func:`scatter_add`, an index-based scatter-add that accumulates duplicate
-  indices (``np.add.at``, ``cupyx.scatter_add``, ``torch.index_add_``,
+  indices (``np.add.at``, ``cupy.add.at``, ``torch.index_add_``,
   ``jax .at[].add`` and a portable one-hot fallback);
 * random numbers for parameter initialisation (a NumPy ``Generator``, so that
   a seed gives the same weights on every backend);
@@ -44,6 +44,7 @@ __all__ = [
     "materialize",
     "matmul_into",
     "namespace_of",
+    "on_gpu",
     "random_normal",
     "random_uniform",
     "resolve_namespace",
@@ -233,14 +234,16 @@ def window_copy(padded: Array, geom: Any, out: Array | None) -> Array | None:
     )
     size = c * kh * kw * n * oh * ow
     with _on_device(padded):
-        if (
+        usable = (
             out is not None
             and type(out) is type(padded)
             and out.dtype == padded.dtype
             and out.ndim == 1
             and out.shape[0] >= size
-        ):
-            target = out[:size].reshape(shape)
+        )
+        buffer = out if usable else None
+        if buffer is not None:
+            target = buffer[:size].reshape(shape)
             mod.copyto(target, view)
         else:
             target = mod.ascontiguousarray(view)
@@ -281,10 +284,11 @@ def scatter_add(target: Array, index: Array, values: Array) -> Array:
         )
         return target
     if compat.is_cupy_array(target):
-        import cupyx
+        cupy = _cupy()  # cupy.add.at: atomic adds (cupyx.scatter_add is deprecated in v14)
 
         flat = target.reshape(-1, size)
-        cupyx.scatter_add(flat, (slice(None), index), values.reshape(-1, index.shape[0]))
+        with _on_device(target):
+            cupy.add.at(flat, (slice(None), index), values.reshape(-1, index.shape[0]))
         return target
     if compat.is_torch_array(target):
         target.index_add_(-1, index, values)
@@ -337,6 +341,20 @@ def synchronize(x: Array) -> None:
         torch.cuda.synchronize(x.device)
     elif compat.is_jax_array(x):
         x.block_until_ready()
+
+
+def on_gpu(x: Array) -> bool:
+    """True for an array in GPU memory (CuPy, torch CUDA, JAX on a GPU)."""
+    if compat.is_cupy_array(x):
+        return True
+    if compat.is_torch_array(x):
+        return bool(x.device.type == "cuda")
+    if compat.is_jax_array(x):
+        try:
+            return getattr(compat.device(x), "platform", "cpu") == "gpu"
+        except Exception:  # a tracer inside jit has no device of its own
+            return False
+    return False
 
 
 def gpu_available(library: str) -> bool:

@@ -17,6 +17,7 @@ from xpconv._backend import (
     device_of,
     matmul_into,
     namespace_of,
+    on_gpu,
     set_into,
     workspace_buffer,
 )
@@ -131,9 +132,9 @@ def _itemsize(dtype: Any, xp: Namespace) -> int:
     return xp.finfo(dtype).bits // 8
 
 
-def _plan(geom: ConvGeometry, dtype: Any, xp: Namespace) -> list[Tile]:
-    row_bytes = geom.in_channels * geom.kernel_area * geom.out_hw[1] * _itemsize(dtype, xp)
-    return plan_tiles(geom.batch, geom.out_hw[0], row_bytes)
+def _plan(geom: ConvGeometry, like: Array, xp: Namespace) -> list[Tile]:
+    row_bytes = geom.in_channels * geom.kernel_area * geom.out_hw[1] * _itemsize(like.dtype, xp)
+    return plan_tiles(geom.batch, geom.out_hw[0], row_bytes, gpu=on_gpu(like))
 
 
 def _tile_geometry(geom: ConvGeometry, tile: Tile) -> tuple[ConvGeometry, tuple[slice, ...]]:
@@ -192,7 +193,7 @@ def conv2d_forward(
     if _is_pointwise(geom):
         return _add_bias(_pointwise_forward(x, weight, geom, xp), bias, geom, xp)
     padded = pad_input(x, geom, xp)
-    tiles = _plan(geom, x.dtype, xp)
+    tiles = _plan(geom, x, xp)
     buf = _buffer(x, geom, tiles)
     wg = _grouped_weight(weight, geom, xp)
     y = None
@@ -276,7 +277,7 @@ def _pointwise_grads(
         return grad_x, None
     x3 = xp.reshape(x, (n, c, h * w))
     grad_w = None
-    for tile in plan_tiles(n, 1, o * c * _itemsize(x.dtype, xp)):
+    for tile in plan_tiles(n, 1, o * c * _itemsize(x.dtype, xp), gpu=on_gpu(x)):
         products = xp.matmul(gy[tile.batch, ...], xp.matrix_transpose(x3[tile.batch, ...]))
         part = xp.sum(products, axis=0)
         grad_w = part if grad_w is None else grad_w + part
@@ -316,7 +317,7 @@ def conv2d_grads(
     padded = pad_input(x, geom, xp) if weight_grad and x is not None else None
     if padded is None and not fold_input:  # nothing left to unfold or fold
         return grad_x, None
-    tiles = _plan(geom, grad_output.dtype, xp)
+    tiles = _plan(geom, grad_output, xp)
     buf = _buffer(grad_output, geom, tiles)
     grad_padded = (
         xp.zeros(
