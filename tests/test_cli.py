@@ -229,3 +229,20 @@ def test_bench_times_each_library_in_blocks_after_a_warm_up():
     bench._run_layer(impls, repeat=5, settle=0)
     assert calls == ["a"] * 4 + ["b"] * 4 + ["a"] * 4 + ["b"] * 4  # (1 warm-up + 3) x 2 rounds
     assert all(len(i.times_f) == len(i.times_b) == 6 for i in impls)
+
+
+def test_bench_cuda_variants_name_their_cudnn_flags():
+    """The PyTorch CUDA rows: plain "torch" is always the ratio's reference, and
+    "torch-fp32" (TF32 off) is added for float32 only."""
+    from xpconv.bench import _cuda_variants
+
+    both = _cuda_variants("both", "both", "float32")
+    assert both == {
+        "torch": {"benchmark": False},
+        "torch-cudnn-benchmark": {"benchmark": True},
+        "torch-fp32": {"benchmark": False, "allow_tf32": False},
+    }
+    assert "torch-fp32" not in _cuda_variants("both", "both", "float64")
+    assert _cuda_variants("on", "default", "float32") == {"torch": {"benchmark": True}}
+    off = _cuda_variants("both", "off", "float64")
+    assert all(flags["allow_tf32"] is False for flags in off.values())

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 NO_RESULTS = "No benchmark results recorded yet."
 MISSING = "\u2013"  # an en dash in empty table cells
 IMPL_ORDER = ("xpconv", "torch", "seed")
+FP32_IMPL = "torch-fp32"
 IMPL_COLOURS = {"xpconv": "#1f77b4", "torch": "#ff7f0e", "seed": "#7f7f7f"}
 META_FIELDS = (
     ("date", "Date"),
@@ -155,6 +156,10 @@ def summary_table(rows: list[Row]) -> list[str]:
         "xpconv GFLOP/s",
         "xpconv MiB",
     ]
+    # GPU runs also time cuDNN with TF32 off (float32 only): IEEE float32 like xpconv.
+    fp32 = any(r.get("impl") == FP32_IMPL for r in rows)
+    if fp32:
+        header[5:5] = [f"xpconv / {FP32_IMPL}"]
     body = []
     for key, by_impl in _cases(rows).items():
         ours = by_impl.get("xpconv", {})
@@ -162,20 +167,56 @@ def summary_table(rows: list[Row]) -> list[str]:
         seed_total = by_impl.get("seed", {}).get("total_ms")
         times = f"{_fmt(ours.get('total_ms'))} ({_fmt(ours.get('forward_ms'))} + "
         times += f"{_fmt(ours.get('backward_ms'))})"
-        body.append(
-            [
-                _case_label(key),
-                key[4],
-                times,
-                _fmt(torch_total),
-                _fmt(seed_total),
-                _ratio(ours.get("total_ms"), torch_total),
-                _ratio(seed_total, ours.get("total_ms"), 1),
-                _fmt(ours.get("gflops")),
-                _fmt(ours.get("peak_mem_mib")),
-            ]
-        )
+        line = [
+            _case_label(key),
+            key[4],
+            times,
+            _fmt(torch_total),
+            _fmt(seed_total),
+            _ratio(ours.get("total_ms"), torch_total),
+            _ratio(seed_total, ours.get("total_ms"), 1),
+            _fmt(ours.get("gflops")),
+            _fmt(ours.get("peak_mem_mib")),
+        ]
+        if fp32:
+            line[5:5] = [_ratio(ours.get("total_ms"), by_impl.get(FP32_IMPL, {}).get("total_ms"))]
+        body.append(line)
     return _table(header, body)
+
+
+def col2im_section(results_dir: Path) -> list[str]:
+    """The col2im strategy timings (``benchmarks/col2im_strategies.py``), if any."""
+    lines: list[str] = []
+    for path in sorted((results_dir / "col2im").glob("*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        meta, rows = data.get("meta", {}), data.get("results", [])
+        lines += [
+            f"## col2im: slices or scatter-add ({meta.get('backend')}, batch "
+            f"{meta.get('batch') or 'as listed'})",
+            "",
+            f"- **Source:** `benchmarks/results/col2im/{path.name}`",
+            "",
+            "Summing the columns of each layer back into an image: the default *slices* "
+            "(one strided-slice addition per kernel offset) against the backend's "
+            "scatter-add with atomics; medians in ms.",
+            "",
+            *_table(
+                ["layer", "dtype", "slices ms", "scatter ms", "scatter / slices", "largest diff."],
+                [
+                    [
+                        r["layer"],
+                        r["dtype"],
+                        _fmt(r["slices_ms"], 2),
+                        _fmt(r["scatter_ms"], 2),
+                        _ratio(r["scatter_ms"], r["slices_ms"], 1),
+                        f"{r['max_abs_diff']:.1e}",
+                    ]
+                    for r in rows
+                ],
+            ),
+            "",
+        ]
+    return lines
 
 
 def workspace_table(rows: list[Row]) -> list[str]:
@@ -313,6 +354,14 @@ def section(path: Path, image_dir: Path, image_url: str, *, seen: set[str]) -> l
         *summary_table(rows),
         "",
     ]
+    if any(r.get("impl") == FP32_IMPL for r in rows):
+        lines += [
+            "On CUDA, *torch* is PyTorch's default, which lets cuDNN compute float32 "
+            "convolutions with TF32 tensor cores (a 10-bit mantissa: errors near 1e-3, "
+            "outside the 1e-4 float32 tolerance xpconv is tested to); *torch-fp32* turns "
+            "TF32 off and does the same IEEE float32 arithmetic as xpconv.",
+            "",
+        ]
     limited = workspace_table(rows)
     if limited:
         base = meta.get("workspace_bytes")
@@ -351,6 +400,7 @@ def render(results_dir: Path, image_dir: Path, image_url: str) -> str:
     seen: set[str] = set()
     for path in reversed(files):  # newest first
         lines += section(path, image_dir, image_url, seen=seen)
+    lines += col2im_section(results_dir)
     return "\n".join(lines)
 
 

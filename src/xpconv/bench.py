@@ -44,9 +44,11 @@ The JSON written by ``--json`` has the form::
                   "peak_mem_method", "forward_all_ms", "backward_all_ms"}, ...]}
 
 ``impl`` is ``"xpconv"``, ``"torch"``, ``"seed"`` or, with
-``--compare torch-cuda --cudnn-benchmark both``, ``"torch-cudnn-benchmark"``
-(PyTorch with ``torch.backends.cudnn.benchmark = True``; plain ``"torch"``
-rows then have it off).
+``--compare torch-cuda``, one of PyTorch's CUDA variants (:data:`CUDA_VARIANTS`):
+``"torch-cudnn-benchmark"`` (``torch.backends.cudnn.benchmark = True``;
+plain ``"torch"`` rows have it off) and, for float32, ``"torch-fp32"`` (cuDNN
+with TF32 off, the same IEEE float32 arithmetic as xpconv; PyTorch's default
+lets cuDNN round float32 convolution inputs to TF32).
 """
 
 from __future__ import annotations
@@ -429,7 +431,27 @@ def _mib_label(nbytes: int) -> str:
     return f"{nbytes / 2**20:g}MiB"
 
 
-def _torch_impl(layer: Layer, data: dict[str, Any], device: str, name: str) -> Impl:
+@contextlib.contextmanager
+def _cudnn_flags(flags: dict[str, bool] | None) -> Iterator[None]:
+    """``torch.backends.cudnn`` settings (benchmark, allow_tf32) for one call, then restored."""
+    if not flags:
+        yield
+        return
+    import torch
+
+    saved = {k: getattr(torch.backends.cudnn, k) for k in flags}
+    for k, v in flags.items():
+        setattr(torch.backends.cudnn, k, v)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(torch.backends.cudnn, k, v)
+
+
+def _torch_impl(
+    layer: Layer, data: dict[str, Any], device: str, name: str, flags: dict[str, bool] | None = None
+) -> Impl:
     import torch
     import torch.nn.functional as F
 
@@ -443,12 +465,44 @@ def _torch_impl(layer: Layer, data: dict[str, Any], device: str, name: str) -> I
     kw = layer.conv_kwargs
 
     def fwd() -> Any:
-        return F.conv2d(x, w, b, **kw)
+        with _cudnn_flags(flags):
+            return F.conv2d(x, w, b, **kw)
 
     def bwd(y: Any) -> Any:
-        return torch.autograd.grad(y, (x, w, b), gy)
+        with _cudnn_flags(flags):
+            return torch.autograd.grad(y, (x, w, b), gy)
 
     return Impl(name, fwd, bwd, synchronize, "torch_cuda" if device != "cpu" else "rss_hwm")
+
+
+# The PyTorch CUDA variants: name -> cuDNN flags. "torch" is PyTorch's default
+# (cudnn.benchmark off; float32 convolutions may use TF32 tensor cores, whose
+# 10-bit mantissa gives errors near 1e-3). "torch-fp32" turns TF32 off: the
+# same IEEE float32 arithmetic as xpconv, the like-for-like comparison.
+CUDA_VARIANTS: dict[str, dict[str, bool]] = {
+    "torch": {"benchmark": False},
+    "torch-cudnn-benchmark": {"benchmark": True},
+    "torch-fp32": {"benchmark": False, "allow_tf32": False},
+}
+
+
+def _cuda_variants(benchmark: str, tf32: str, dtype: str) -> dict[str, dict[str, bool]]:
+    """The PyTorch CUDA rows to time, name -> cuDNN flags, for the CLI choices.
+
+    A single variant is named plain "torch", the reference of the ratio column.
+    """
+    names = {"off": ["torch"], "on": ["torch-cudnn-benchmark"]}.get(
+        benchmark, ["torch", "torch-cudnn-benchmark"]
+    )
+    chosen = {n: dict(CUDA_VARIANTS[n]) for n in names}
+    if tf32 == "off":
+        for flags in chosen.values():
+            flags["allow_tf32"] = False
+    if len(chosen) == 1:
+        chosen = {"torch": next(iter(chosen.values()))}
+    if tf32 == "both" and dtype == "float32":  # TF32 only ever applies to float32
+        chosen["torch-fp32"] = {**chosen["torch"], "allow_tf32": False}
+    return chosen
 
 
 def _seed_impl(layer: Layer, data: dict[str, Any], rt: Runtime, seed: Any) -> Impl:
@@ -551,6 +605,13 @@ def _parser() -> argparse.ArgumentParser:
         choices=("off", "on", "both"),
         default="both",
         help="with --compare torch-cuda: torch.backends.cudnn.benchmark setting(s) to time",
+    )
+    p.add_argument(
+        "--cudnn-tf32",
+        choices=("default", "off", "both"),
+        default="both",
+        help="with --compare torch-cuda, float32: cuDNN with PyTorch's default TF32 setting, "
+        "with TF32 off (IEEE float32 like xpconv), or both (adds a torch-fp32 row)",
     )
     p.add_argument("--no-seed", action="store_true", help="skip the seed-formulation baseline")
     p.add_argument(
@@ -740,7 +801,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "env": env,
         "repeat": args.repeat,
         "settle_s": args.settle,
-        "workspace_bytes": ws if set_ws else get_workspace_limit(),
+        "workspace_bytes": ws if set_ws else get_workspace_limit(gpu=rt.is_gpu),
         "also_workspace_bytes": also_ws,
         "seed_baseline": seed is not None,
         "command": "xpconv bench " + " ".join(sys.argv[1:] if argv is None else list(argv)),
@@ -794,41 +855,17 @@ def _bench_layer(
     impls = [_xpconv_impl(layer, data, rt)]
     if args.also_workspace_bytes is not None:
         impls.append(_xpconv_impl(layer, data, rt, args.also_workspace_bytes))
-    cudnn_modes: list[bool | None] = [None]
     if compare == "torch":
         impls.append(_torch_impl(layer, data, "cpu", "torch"))
     elif compare == "torch-cuda":
-        import torch
-
-        modes: dict[str, list[bool | None]] = {"off": [False], "on": [True], "both": [False, True]}
-        cudnn_modes = modes[args.cudnn_benchmark]
         impls.extend(
-            _torch_impl(
-                layer,
-                data,
-                "cuda",
-                "torch-cudnn-benchmark" if mode and len(cudnn_modes) > 1 else "torch",
-            )
-            for mode in cudnn_modes
+            _torch_impl(layer, data, "cuda", name, flags)
+            for name, flags in _cuda_variants(args.cudnn_benchmark, args.cudnn_tf32, dt).items()
         )
     if seed is not None:
         impls.append(_seed_impl(layer, data, rt, seed))
 
-    if compare == "torch-cuda":
-        import torch
-
-        # cudnn.benchmark is a global flag: each torch variant gets its own pass;
-        # xpconv and the seed run (in the same rounds) in the first one.
-        torch_impls = [i for i in impls if i.name.startswith("torch")]
-        others = [i for i in impls if not i.name.startswith("torch")]
-        try:
-            for index, (mode, impl) in enumerate(zip(cudnn_modes, torch_impls, strict=True)):
-                torch.backends.cudnn.benchmark = bool(mode)
-                _run_layer([impl, *others] if index == 0 else [impl], args.repeat, args.settle)
-        finally:
-            torch.backends.cudnn.benchmark = False
-    else:
-        _run_layer(impls, args.repeat, args.settle)
+    _run_layer(impls, args.repeat, args.settle)
 
     rows = []
     for impl in impls:
