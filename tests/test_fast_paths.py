@@ -10,7 +10,7 @@ import pytest
 
 import reference as ref
 import xpconv
-from xpconv import _backend
+from xpconv import _backend, functional
 from xpconv._geometry import conv_geometry
 from xpconv._im2col import _stacked_windows, im2col, im2col_gemm, pad_input
 
@@ -164,24 +164,69 @@ def test_set_into(backend: Any) -> None:
     np.testing.assert_array_equal(backend.to_numpy(out), [[1, 1, 1], [0, 0, 0]])
 
 
+# (x shape, weight shape, kwargs): grouped, and one group with many column rows
+# (one GEMM over the batch), add the bias on their own; one group with few rows
+# (per-sample product) folds it into the products on NumPy and CuPy.
+AGREE_CASES: dict[str, tuple[tuple[int, ...], tuple[int, ...], dict[str, Any]]] = {
+    "groups": ((3, 4, 8, 7), (6, 2, 3, 3), {"stride": (2, 1), "padding": 1, "groups": 2}),
+    "per_sample_product": ((3, 4, 8, 7), (6, 4, 3, 3), {"stride": (2, 1), "padding": 1}),
+    "one_gemm": ((2, 24, 6, 5), (5, 24, 3, 3), {"padding": 1, "dilation": (1, 2)}),
+}
+
+
+@pytest.mark.parametrize("case", list(AGREE_CASES))
+@pytest.mark.parametrize("limit", [None, 2048], ids=["whole", "tiled"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_fast_and_generic_convolutions_agree(
-    backend: Any, dtype: str, monkeypatch: pytest.MonkeyPatch
+    backend: Any, case: str, limit: int | None, dtype: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """conv2d/conv2d_backward with the fast paths switched off give the same numbers."""
+    """conv2d and conv2d_backward, bias included, give the same numbers without the fast paths."""
+    x_shape, w_shape, kw = AGREE_CASES[case]
     rng = np.random.default_rng(6)
-    x_np = rng.standard_normal((3, 4, 8, 7))
-    w_np = rng.standard_normal((6, 2, 3, 3))
-    gy_np = rng.standard_normal((3, 6, 4, 7))
-    kw = {"stride": (2, 1), "padding": 1, "groups": 2}
-    x, w, gy = (backend.asarray(a, dtype=dtype) for a in (x_np, w_np, gy_np))
-    fast = (xpconv.conv2d(x, w, **kw), *xpconv.conv2d_backward(gy, x, w, **kw)[:2])
-    monkeypatch.setattr("xpconv._im2col.window_copy", lambda *a: None)
-    monkeypatch.setattr("xpconv.functional.workspace_buffer", lambda *a: None)
-    generic = (xpconv.conv2d(x, w, **kw), *xpconv.conv2d_backward(gy, x, w, **kw)[:2])
+    x, w, b = (
+        backend.asarray(rng.standard_normal(shape), dtype=dtype)
+        for shape in (x_shape, w_shape, w_shape[:1])
+    )
+
+    def run() -> tuple[Any, ...]:
+        with xpconv.workspace_limit(limit):
+            y = xpconv.conv2d(x, w, b, **kw)
+            return (y, *xpconv.conv2d_backward(xp.sin(y), x, w, **kw))
+
+    xp = backend.xp
+    fast = run()
+    monkeypatch.setattr("xpconv._im2col.window_copy", lambda *a, **k: None)
+    monkeypatch.setattr("xpconv.functional.workspace_buffer", lambda *a, **k: None)
+    generic = run()
     tol = 1e-5 if dtype == "float32" else 1e-12
     for f, g in zip(fast, generic, strict=True):
         np.testing.assert_allclose(backend.to_numpy(f), backend.to_numpy(g), rtol=tol, atol=tol)
+
+
+def test_bias_is_folded_where_a_buffer_exists() -> None:
+    """On NumPy the bias rides in the products (so the test above compares two routes)."""
+    folds = {
+        case: functional._folds_bias(conv_geometry(x_shape, w_shape, **kw), np.zeros(x_shape))
+        for case, (x_shape, w_shape, kw) in AGREE_CASES.items()
+    }
+    assert folds == {"groups": False, "per_sample_product": True, "one_gemm": False}
+
+
+@pytest.mark.parametrize("case", ["plain", "strided_dilated", "groups"])
+@pytest.mark.parametrize("with_buffer", [False, True])
+def test_ones_row_columns(backend: Any, case: str, with_buffer: bool) -> None:
+    """im2col_gemm(ones_row=True) is the columns with a row of ones below, on every route."""
+    x_shape, geom = _geometry(case)
+    xp = backend.xp
+    x = backend.asarray(np.random.default_rng(7).standard_normal(x_shape))
+    padded = pad_input(x, geom, xp)
+    plain = backend.to_numpy(_generic_cols(padded, geom, xp))
+    expected = np.concatenate([plain, np.ones((1, plain.shape[1]))])
+    buf = _backend.workspace_buffer(x, expected.size + 3) if with_buffer else None
+    if buf is not None:
+        buf[...] = float("nan")  # stale values must not leak into the ones row
+    got = im2col_gemm(padded, geom, xp, out=buf, ones_row=True)
+    np.testing.assert_array_equal(backend.to_numpy(got), expected)
 
 
 # Stride-1 geometries where the input gradient's padding is negative (cropped),
@@ -201,8 +246,6 @@ def test_stride1_input_grad_equals_col2im_route(
 ) -> None:
     """The stride-1 input gradient (a convolution of grad_output) equals the
     generic col2im route and the float64 loop reference."""
-    from xpconv import functional
-
     x_shape, w_shape, kw = STRIDE1_CASES[case]
     rng = np.random.default_rng(5)
     x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
@@ -213,7 +256,7 @@ def test_stride1_input_grad_equals_col2im_route(
     gyb, wb = backend.asarray(gy), backend.asarray(w)
     shortcut = functional._stride1_input_grad(gyb, wb, geom, backend.xp)
     monkeypatch.setattr(functional, "_input_grad_by_convolution", lambda geom: False)
-    via_col2im, _ = functional.conv2d_grads(gyb, None, wb, geom, backend.xp, weight_grad=False)
+    via_col2im, _, _ = functional.conv2d_grads(gyb, None, wb, geom, backend.xp, weight_grad=False)
     ref.assert_close(backend, shortcut, gx_ref, like=gyb)
     ref.assert_close(backend, via_col2im, gx_ref, like=gyb)
 

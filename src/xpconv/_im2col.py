@@ -92,7 +92,12 @@ def _stacked_windows(padded: Array, geom: ConvGeometry, xp: Namespace) -> Array:
 
 
 def im2col_gemm(
-    padded: Array, geom: ConvGeometry, xp: Namespace, *, out: Array | None = None
+    padded: Array,
+    geom: ConvGeometry,
+    xp: Namespace,
+    *,
+    out: Array | None = None,
+    ones_row: bool = False,
 ) -> Array:
     """Columns in GEMM order (C*KH*KW, n*OH*OW) from an already padded input.
 
@@ -103,13 +108,22 @@ def im2col_gemm(
     that backends with a fast path write into (:func:`xpconv._backend.window_copy`).
     Row order (channel, kernel row, kernel column); column order (sample,
     output row, output column).
+
+    With ``ones_row`` a row of ones is appended (C*KH*KW + 1 rows), so that a
+    weight matrix with the bias as its last column adds the bias within the
+    matrix product, and the weight gradient's last column is the bias gradient:
+    one pass over the output (gradient) fewer.
     """
-    fast = window_copy(padded, geom, out)
+    fast = window_copy(padded, geom, out, ones_row=ones_row)
     if fast is not None:
         return fast
     n, c = padded.shape[0], padded.shape[1]
     stacked = _stacked_windows(padded, geom, xp)  # the one copy
-    return xp.reshape(stacked, (c * geom.kernel_area, n * geom.out_area))
+    cols = xp.reshape(stacked, (c * geom.kernel_area, n * geom.out_area))
+    if not ones_row:
+        return cols
+    ones = xp.ones((1, cols.shape[1]), dtype=cols.dtype, device=device_of(cols=cols))
+    return xp.concat((cols, ones), axis=0)
 
 
 def col2im_gemm(
