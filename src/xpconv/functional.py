@@ -149,9 +149,13 @@ def _folds_bias(geom: ConvGeometry, like: Array) -> bool:
     return _per_sample_product(geom) and workspace_buffer(like, 0) is not None
 
 
+def _column_rows(geom: ConvGeometry, ones_row: bool) -> int:
+    """Rows of the im2col columns: C*KH*KW, plus the row of ones that carries the bias."""
+    return geom.in_channels * geom.kernel_area + int(ones_row)
+
+
 def _plan(geom: ConvGeometry, like: Array, xp: Namespace, *, ones_row: bool) -> list[Tile]:
-    rows = geom.in_channels * geom.kernel_area + int(ones_row)
-    row_bytes = rows * geom.out_hw[1] * _itemsize(like.dtype, xp)
+    row_bytes = _column_rows(geom, ones_row) * geom.out_hw[1] * _itemsize(like.dtype, xp)
     return plan_tiles(geom.batch, geom.out_hw[0], row_bytes, gpu=on_gpu(like))
 
 
@@ -173,8 +177,7 @@ def _tile_geometry(geom: ConvGeometry, tile: Tile) -> tuple[ConvGeometry, tuple[
 def _buffer(like: Array, geom: ConvGeometry, tiles: list[Tile], *, ones_row: bool) -> Array | None:
     """The reused im2col buffer, sized for the largest tile (None without a fast path)."""
     largest = max((t.batch.stop - t.batch.start) * (t.rows.stop - t.rows.start) for t in tiles)
-    rows = geom.in_channels * geom.kernel_area + int(ones_row)
-    return workspace_buffer(like, rows * largest * geom.out_hw[1])
+    return workspace_buffer(like, _column_rows(geom, ones_row) * largest * geom.out_hw[1])
 
 
 def _output_tile_matrix(gy: Array, geom: ConvGeometry, tile: Tile, xp: Namespace) -> Array:
