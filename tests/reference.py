@@ -509,6 +509,20 @@ def assert_close(
     np.testing.assert_allclose(got, expected, rtol=rtol, atol=rtol * max(scale, 1e-300))
 
 
+def assert_routes_agree(backend: object, first: object, second: object, dtype: str) -> None:
+    """Two backend arrays from different routes agree to rounding.
+
+    The tolerance (float32: 1e-5, float64: 1e-12) is relative to the largest
+    magnitude: sums with cancellation carry absolute errors of that order, and
+    their size depends on the order the BLAS adds in (which is CPU-dependent).
+    """
+    to_numpy = backend.to_numpy  # type: ignore[attr-defined]
+    a, b = to_numpy(first), to_numpy(second)
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    scale = float(np.max(np.abs(b))) if b.size else 0.0
+    np.testing.assert_allclose(a, b, rtol=tol, atol=tol * max(scale, 1.0))
+
+
 # --------------------------------------------------------------------------- test matrix
 
 # Eager JAX compiles every operation for every new shape, and Dask builds a task

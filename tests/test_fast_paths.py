@@ -198,9 +198,8 @@ def test_fast_and_generic_convolutions_agree(
     monkeypatch.setattr("xpconv._im2col.window_copy", lambda *a, **k: None)
     monkeypatch.setattr("xpconv.functional.workspace_buffer", lambda *a, **k: None)
     generic = run()
-    tol = 1e-5 if dtype == "float32" else 1e-12
     for f, g in zip(fast, generic, strict=True):
-        np.testing.assert_allclose(backend.to_numpy(f), backend.to_numpy(g), rtol=tol, atol=tol)
+        ref.assert_routes_agree(backend, f, g, dtype)
 
 
 def test_bias_is_folded_where_a_buffer_exists() -> None:
