@@ -12,7 +12,7 @@ import pytest
 import reference as ref
 import xpconv
 from reference import assert_close
-from xpconv import _workspace
+from xpconv import _depthwise, _workspace
 from xpconv._workspace import (
     DEFAULT_GPU_WORKSPACE_BYTES,
     DEFAULT_WORKSPACE_BYTES,
@@ -153,6 +153,23 @@ def _record_tiles(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, list[Tile]
     return plans
 
 
+def _record_depthwise_chunks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, list[int]]]:
+    """Every chunking made by the depthwise kernel, as (bytes per padded plane,
+    planes in each chunk)."""
+    chunkings: list[tuple[int, list[int]]] = []
+    original = _depthwise._chunks
+
+    def spy(geom: Any, like: Any, xp: Any) -> list[tuple[slice, list[slice]]]:
+        chunks = original(geom, like, xp)
+        plane_bytes = geom.padded_hw[0] * geom.padded_hw[1] * xp.finfo(like.dtype).bits // 8
+        sizes = [(g.stop - g.start) * (r.stop - r.start) for g, runs in chunks for r in runs]
+        chunkings.append((plane_bytes, sizes))
+        return chunks
+
+    monkeypatch.setattr(_depthwise, "_chunks", spy)
+    return chunkings
+
+
 @pytest.mark.parametrize("limit", LIMITS, ids=str)
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -170,6 +187,7 @@ def test_results_do_not_depend_on_limit(
     gx_ref, gw_ref, gb_ref = ref.conv2d_backward(gy, x, w, **kw)
     xb, wb, bb, gyb = (backend.asarray(a, dtype=dtype) for a in (x, w, b, gy))
     plans = _record_tiles(monkeypatch)
+    chunkings = _record_depthwise_chunks(monkeypatch)
     with workspace_limit(limit):
         y = xpconv.conv2d(xb, wb, bb, **kw)
         grads = xpconv.conv2d_backward(gyb, xb, wb, **kw)
@@ -177,6 +195,9 @@ def test_results_do_not_depend_on_limit(
     assert_close(backend, grads.input, gx_ref, like=xb)
     assert_close(backend, grads.weight, gw_ref, like=xb)
     assert_close(backend, grads.bias, gb_ref, like=xb)
+    if case == "depthwise":  # no im2col: chunks of padded planes instead
+        _check_depthwise_chunks(chunkings, limit)
+        return
     assert plans, "conv2d did not plan its work through plan_tiles"
     if limit is None or limit >= 10**9:
         assert all(len(tiles) == 1 for _, tiles in plans), plans
@@ -188,6 +209,18 @@ def test_results_do_not_depend_on_limit(
             assert n * rows * row_bytes <= limit or n == rows == 1, (row_bytes, tiles)
     if case != "pointwise":  # its (n, O, C) weight-gradient products are tiny
         assert any(len(tiles) > 1 for _, tiles in plans), plans
+
+
+def _check_depthwise_chunks(chunkings: list[tuple[int, list[int]]], limit: int | None) -> None:
+    # Forward, weight gradient, and the input gradient's own depthwise convolution.
+    assert len(chunkings) == 3, chunkings
+    if limit is None or limit >= 10**9:
+        assert all(len(sizes) == 1 for _, sizes in chunkings), chunkings
+        return
+    # A chunk's padded input takes a third of the limit at most, or is one plane.
+    for plane_bytes, sizes in chunkings:
+        assert all(size * plane_bytes <= limit // 3 or size == 1 for size in sizes), chunkings
+        assert len(sizes) > 1, chunkings
 
 
 @pytest.mark.parametrize(

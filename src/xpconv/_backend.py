@@ -11,6 +11,7 @@ standard. What cannot be written that way lives here:
 * fast paths chosen by measurement (``tests/test_fast_paths.py`` checks each
   one against the generic array-API code it replaces):
   :func:`window_copy` (im2col as one strided copy on NumPy/CuPy),
+  :func:`padded_run` (zero padding written into a reused buffer),
   :func:`matmul_into` (a matrix product written into a reused buffer) and
   :func:`contiguous`;
 * :func:`scatter_add`, an index-based scatter-add that accumulates duplicate
@@ -45,6 +46,7 @@ __all__ = [
     "matmul_into",
     "namespace_of",
     "on_gpu",
+    "padded_run",
     "random_normal",
     "random_uniform",
     "resolve_namespace",
@@ -252,6 +254,38 @@ def window_copy(
         if ones_row:
             flat[(rows - 1) * m :] = 1
         return flat.reshape(rows, m)
+
+
+def padded_run(
+    x: Array, pads: tuple[int, int, int, int], tail: int, out: Array | None
+) -> Array | None:
+    """``x`` (n, C, H, W) zero-padded, flattened and followed by ``tail`` zeros.
+
+    ``pads`` is (top, bottom, left, right). The result is a 1-D view of the
+    front of ``out`` (a buffer from :func:`workspace_buffer`, at least
+    ``n*C*Hp*Wp + tail`` elements), written in one pass: the interior copied,
+    the borders and the tail set to zero (whatever the buffer held before).
+    ``None`` where there is no buffer or it is too short; the caller then pads
+    and concatenates (measured on the depthwise benchmark layer: numpy.pad
+    and concatenate per chunk made the forward pass 30% slower).
+    """
+    if out is None or type(out) is not type(x) or out.dtype != x.dtype or out.ndim != 1:
+        return None
+    n, c, h, w = x.shape
+    top, bottom, left, right = pads
+    hp, wp = h + top + bottom, w + left + right
+    size = n * c * hp * wp
+    if out.shape[0] < size + tail:
+        return None
+    with _on_device(x):
+        grid = out[:size].reshape(n, c, hp, wp)
+        grid[:, :, :top, :] = 0
+        grid[:, :, top + h :, :] = 0
+        grid[:, :, top : top + h, :left] = 0
+        grid[:, :, top : top + h, left + w :] = 0
+        grid[:, :, top : top + h, left : left + w] = x
+        out[size : size + tail] = 0
+    return out[: size + tail]
 
 
 def add_into(out: Array, key: tuple[Any, ...], values: Array) -> Array:

@@ -32,6 +32,13 @@ all (``P = S = 0``); its weight gradient is summed over batch chunks of
 buffer (array-api-strict, JAX, Dask) hold up to two workspace-sized temporaries
 (columns and their gradient) instead of one.
 
+A stride-1 depthwise layer (``groups == C == O``) has no columns either
+(:mod:`xpconv._depthwise`): it works on chunks of padded planes of at most
+``limit / 3`` bytes (and, on the CPU, at most 1 MiB), with about three
+chunk-sized arrays alive at once (the padded chunk, the running sum, one
+term), so its workspace stays below ``limit`` on top of ``Y`` (forward) or
+``X + W`` (backward).
+
 The default limit for arrays in host memory, :data:`DEFAULT_WORKSPACE_BYTES`
 (32 MiB), keeps every chunk
 large enough for the matrix products to run at full speed and keeps the peak
@@ -72,6 +79,7 @@ __all__ = [
     "DEFAULT_GPU_WORKSPACE_BYTES",
     "DEFAULT_WORKSPACE_BYTES",
     "Tile",
+    "even_split",
     "get_workspace_limit",
     "plan_tiles",
     "workspace_limit",
@@ -170,7 +178,7 @@ class Tile:
     rows: slice
 
 
-def _even_split(total: int, most: int) -> list[slice]:
+def even_split(total: int, most: int) -> list[slice]:
     """Split ``range(total)`` into the fewest near-equal pieces of at most ``most``."""
     count = math.ceil(total / max(most, 1))
     size = math.ceil(total / count)
@@ -194,6 +202,6 @@ def plan_tiles(
     if limit is None or per_sample * batch <= limit:
         return [Tile(slice(0, batch), all_rows)]
     if per_sample <= limit:
-        return [Tile(b, all_rows) for b in _even_split(batch, limit // per_sample)]
-    bands = _even_split(out_rows, limit // max(bytes_per_row, 1))
+        return [Tile(b, all_rows) for b in even_split(batch, limit // per_sample)]
+    bands = even_split(out_rows, limit // max(bytes_per_row, 1))
     return [Tile(slice(n, n + 1), r) for n in range(batch) for r in bands]

@@ -21,6 +21,7 @@ from xpconv._backend import (
     set_into,
     workspace_buffer,
 )
+from xpconv._depthwise import depthwise_applies, depthwise_forward, depthwise_grads
 from xpconv._geometry import (
     ConvGeometry,
     PaddingArg,
@@ -214,6 +215,8 @@ def conv2d_forward(
         return xp.zeros(geom.output_shape, dtype=x.dtype, device=device_of(x=x))
     if _is_pointwise(geom):
         return _add_bias(_pointwise_forward(x, weight, geom, xp), bias, geom, xp)
+    if depthwise_applies(geom):
+        return depthwise_forward(x, weight, bias, geom, xp)
     padded = pad_input(x, geom, xp)
     fold = bias is not None and _folds_bias(geom, x)
     tiles = _plan(geom, x, xp, ones_row=fold)
@@ -340,7 +343,10 @@ def conv2d_grads(
         and not _is_pointwise(geom)
         and _folds_bias(geom, grad_output)
     )
-    grad_b = bias_sum(grad_output, xp) if bias_grad and not fold else None
+    depthwise = geom.batch > 0 and depthwise_applies(geom)
+    # Where dW is computed, the depthwise kernel sums db in the same pass.
+    dw_by_depthwise = weight_grad and x is not None and depthwise
+    grad_b = bias_sum(grad_output, xp) if bias_grad and not (fold or dw_by_depthwise) else None
     if geom.batch == 0:  # no samples: every gradient is zero
         zeros_x = xp.zeros(geom.input_shape, dtype=grad_output.dtype, device=dev)
         zeros_w = xp.zeros(geom.weight_shape, dtype=grad_output.dtype, device=dev)
@@ -349,6 +355,13 @@ def conv2d_grads(
         x_for_w = x if weight_grad else None
         grads = _pointwise_grads(grad_output, x_for_w, weight, geom, xp, input_grad=input_grad)
         return (*grads, grad_b)
+    if depthwise:  # stride 1: dL/dx is a depthwise convolution too
+        grad_x = _stride1_input_grad(grad_output, weight, geom, xp) if input_grad else None
+        if not dw_by_depthwise:
+            return grad_x, None, grad_b
+        assert x is not None
+        grad_w, grad_b = depthwise_grads(grad_output, x, geom, xp, bias_grad=bias_grad)
+        return grad_x, grad_w, grad_b
     by_convolution = input_grad and _input_grad_by_convolution(geom)
     grad_x = _stride1_input_grad(grad_output, weight, geom, xp) if by_convolution else None
     fold_input = input_grad and not by_convolution  # col2im route for dL/dx
