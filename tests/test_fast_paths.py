@@ -360,21 +360,20 @@ def test_stride1_conv_transpose_with_output_padding(
 
 @pytest.mark.parametrize("pads", [(1, 1, 1, 1), (0, 2, 3, 0), (0, 0, 0, 0)], ids=str)
 @pytest.mark.parametrize("tail", [0, 5])
-def test_padded_run_equals_pad_and_concat(backend: Any, pads: Any, tail: int) -> None:
-    """The depthwise kernel's padded planes, written into a buffer that held
-    stale values, equal numpy.pad + a zero tail; a channel-major (permuted) view works."""
+def test_padded_rows_equal_pad_and_concat(backend: Any, pads: Any, tail: int) -> None:
+    """The shifted-plane kernels' padded rows, written into a buffer that held
+    stale values, equal numpy.pad + a zero tail per row; a channel-major (permuted) view works."""
     x_np = np.random.default_rng(8).standard_normal((3, 2, 4, 5))
     top, bottom, left, right = pads
     planes = np.transpose(x_np, (1, 0, 2, 3))
-    expected = np.concatenate(
-        [np.pad(planes, ((0, 0), (0, 0), (top, bottom), (left, right))).ravel(), np.zeros(tail)]
-    )
+    padded = np.pad(planes, ((0, 0), (0, 0), (top, bottom), (left, right))).reshape(2, -1)
+    expected = np.concatenate([padded, np.zeros((2, tail))], axis=1)
     x = backend.xp.permute_dims(backend.asarray(x_np), (1, 0, 2, 3))
     buf = _backend.workspace_buffer(x, expected.size + 4)
     if buf is not None:
-        buf[...] = float("nan")  # stale values must not leak into the borders or the tail
-    got = _backend.padded_run(x, pads, tail, buf)
-    if buf is None:  # no buffer on this backend: the kernel pads and concatenates
+        buf[...] = float("nan")  # stale values must not leak into the borders or the tails
+    got = _backend.padded_rows(x, pads, tail, buf)
+    if buf is None:  # no buffer on this backend: the kernels pad and concatenate
         assert got is None
         return
     assert got is not None
@@ -382,7 +381,7 @@ def test_padded_run_equals_pad_and_concat(backend: Any, pads: Any, tail: int) ->
     np.testing.assert_array_equal(backend.to_numpy(got), expected)
 
 
-def test_padded_run_declines_unusable_buffers() -> None:
+def test_padded_rows_decline_unusable_buffers() -> None:
     x = np.ones((2, 1, 3, 3))
     for buf in (None, np.empty(3), np.empty(100, dtype=np.float32), np.empty((10, 10))):
-        assert _backend.padded_run(x, (1, 1, 1, 1), 2, buf) is None
+        assert _backend.padded_rows(x, (1, 1, 1, 1), 2, buf) is None

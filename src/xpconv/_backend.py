@@ -11,7 +11,7 @@ standard. What cannot be written that way lives here:
 * fast paths chosen by measurement (``tests/test_fast_paths.py`` checks each
   one against the generic array-API code it replaces):
   :func:`window_copy` (im2col as one strided copy on NumPy/CuPy),
-  :func:`padded_run` (zero padding written into a reused buffer),
+  :func:`padded_rows` (zero padding written into a reused buffer),
   :func:`matmul_into` (a matrix product written into a reused buffer) and
   :func:`contiguous`;
 * :func:`scatter_add`, an index-based scatter-add that accumulates duplicate
@@ -46,7 +46,7 @@ __all__ = [
     "matmul_into",
     "namespace_of",
     "on_gpu",
-    "padded_run",
+    "padded_rows",
     "random_normal",
     "random_uniform",
     "resolve_namespace",
@@ -256,36 +256,37 @@ def window_copy(
         return flat.reshape(rows, m)
 
 
-def padded_run(
+def padded_rows(
     x: Array, pads: tuple[int, int, int, int], tail: int, out: Array | None
 ) -> Array | None:
-    """``x`` (n, C, H, W) zero-padded, flattened and followed by ``tail`` zeros.
+    """``x`` (R, m, H, W) zero-padded, as R rows of ``m*Hp*Wp`` values and ``tail`` zeros.
 
-    ``pads`` is (top, bottom, left, right). The result is a 1-D view of the
-    front of ``out`` (a buffer from :func:`workspace_buffer`, at least
-    ``n*C*Hp*Wp + tail`` elements), written in one pass: the interior copied,
-    the borders and the tail set to zero (whatever the buffer held before).
-    ``None`` where there is no buffer or it is too short; the caller then pads
-    and concatenates (measured on the depthwise benchmark layer: numpy.pad
-    and concatenate per chunk made the forward pass 30% slower).
+    ``pads`` is (top, bottom, left, right). The result (R, m*Hp*Wp + tail) is
+    a view of the front of ``out`` (a buffer from :func:`workspace_buffer`),
+    written in one pass: the interior copied, the borders and the tails set to
+    zero (whatever the buffer held before). ``None`` where there is no buffer
+    or it is too short; the caller then pads and concatenates (measured on the
+    depthwise benchmark layer: numpy.pad and concatenate per chunk made the
+    forward pass 30% slower).
     """
     if out is None or type(out) is not type(x) or out.dtype != x.dtype or out.ndim != 1:
         return None
-    n, c, h, w = x.shape
+    r, m, h, w = x.shape
     top, bottom, left, right = pads
     hp, wp = h + top + bottom, w + left + right
-    size = n * c * hp * wp
-    if out.shape[0] < size + tail:
+    size = m * hp * wp
+    if out.shape[0] < r * (size + tail):
         return None
     with _on_device(x):
-        grid = out[:size].reshape(n, c, hp, wp)
+        rows = out[: r * (size + tail)].reshape(r, size + tail)
+        grid = rows[:, :size].reshape(r, m, hp, wp)
         grid[:, :, :top, :] = 0
         grid[:, :, top + h :, :] = 0
         grid[:, :, top : top + h, :left] = 0
         grid[:, :, top : top + h, left + w :] = 0
         grid[:, :, top : top + h, left : left + w] = x
-        out[size : size + tail] = 0
-    return out[: size + tail]
+        rows[:, size:] = 0
+    return rows
 
 
 def add_into(out: Array, key: tuple[Any, ...], values: Array) -> Array:

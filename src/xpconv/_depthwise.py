@@ -4,25 +4,18 @@ In a depthwise convolution (``groups == in_channels == out_channels``) every
 output channel sees one input channel, so the matrix products of the im2col
 route are (1, KH*KW) @ (KH*KW, N*OH*OW): all copying, almost no arithmetic
 (measured fwd+bwd on the (32, 128, 28, 28) 3x3 benchmark layer, float32: 139
-ms against PyTorch's 21). Here the work is done tap by tap instead.
+ms against PyTorch's 21). Here the work is done tap by tap instead, on the shifted-plane layout of
+:mod:`xpconv._shifted`: on an output grid of the padded size, tap (i, j) of
+every output pixel is one contiguous slice of the padded input rows, so::
 
-Lay the zero-padded input out as one run of planes, each ``Hp*Wp`` values
-long. For a stride-1 convolution, output pixel (oh, ow) of a plane reads
-input pixel (oh + i*d, ow + j*d) through kernel tap (i, j), which in the flat
-run is position ``oh*Wp + ow`` shifted by ``i*d*Wp + j*d``. So with the
-output laid out on the same ``Hp*Wp`` grid ("virtual" output, its columns
-``ow >= OW`` and rows ``oh >= OH`` computed and thrown away)::
+    out_virtual = sum over taps t of  w[:, t] * rows[:, shift_t : shift_t + length]
 
-    out_virtual = sum over taps t of  w[:, t] * run[offset_t : offset_t + length]
-
-each term one contiguous slice times one weight per plane: two elementwise
-passes per tap. The thrown-away positions read across into the next plane,
-never outside the run (a zero tail follows the last plane). The work is cut
-into chunks of about 1 MiB of planes, ordered (channel, sample) so that the
-weights are one column per tap; a chunk's padded planes are written into one
-reused buffer (:func:`xpconv._backend.padded_run`) and stay in cache for the
-KH*KW passes. Measured fwd+bwd against the im2col route, 2-core CPU: 1.6-2.7x
-faster on five depthwise layers (28x28 to 112x112, 3x3 and 5x5, dilated).
+one slice times one weight per plane: two elementwise passes per tap. The
+work is cut into chunks of about 1 MiB of planes, ordered (channel, sample)
+so that the weights are one column per tap; a chunk's padded planes are
+written into one reused buffer and stay in cache for the KH*KW passes.
+Measured fwd+bwd against the im2col route, 2-core CPU: 1.6-2.7x faster on
+five depthwise layers (28x28 to 112x112, 3x3 and 5x5, dilated).
 
 The weight gradient pairs the same shifted slices with the output gradient
 laid out on the grid (zeros at the thrown-away positions, so they add
@@ -34,22 +27,15 @@ so it comes through :func:`depthwise_forward` as well.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
-import array_api_extra as xpx
-
-from xpconv._backend import (
-    device_of,
-    is_mutable,
-    on_gpu,
-    padded_run,
-    set_into,
-    workspace_buffer,
-)
+from xpconv._backend import device_of, is_mutable, on_gpu, set_into
+from xpconv._shifted import chunk_planes, layout, on_grid, row_buffer, shifted_rows
 from xpconv._workspace import even_split, get_workspace_limit
 
 if TYPE_CHECKING:
     from xpconv._geometry import ConvGeometry
+    from xpconv._shifted import Layout
 
 __all__ = ["depthwise_applies", "depthwise_forward", "depthwise_grads"]
 
@@ -71,31 +57,6 @@ def depthwise_applies(geom: ConvGeometry) -> bool:
         and geom.groups == geom.in_channels == geom.out_channels
         and geom.stride == (1, 1)
     )
-
-
-class _Layout(NamedTuple):
-    """The padded grid and the kernel taps' shifts on it."""
-
-    hp: int
-    wp: int
-    oh: int
-    ow: int
-    offsets: list[int]  # flat shift of each tap (i, j), in the weight's row-major order
-
-    @property
-    def plane(self) -> int:
-        return self.hp * self.wp
-
-    @property
-    def reach(self) -> int:
-        return self.offsets[-1]
-
-
-def _layout(geom: ConvGeometry) -> _Layout:
-    (kh, kw), (dh, dw) = geom.kernel_hw, geom.dilation
-    hp, wp = geom.padded_hw
-    offsets = [i * dh * wp + j * dw for i in range(kh) for j in range(kw)]
-    return _Layout(hp, wp, *geom.out_hw, offsets)
 
 
 def _chunks(geom: ConvGeometry, like: Array, xp: Namespace) -> list[tuple[slice, list[slice]]]:
@@ -122,60 +83,42 @@ def _chunks(geom: ConvGeometry, like: Array, xp: Namespace) -> list[tuple[slice,
     return [(g, runs) for g in even_split(c, per_group)]
 
 
-def _padded_source(
-    x: Array, pads: tuple[int, int, int, int], tail: int, buf: Array | None, xp: Namespace
-) -> Array:
-    """``x`` (c, n, H, W) zero-padded and flattened, then ``tail`` zeros."""
-    run = padded_run(x, pads, tail, buf)
-    if run is not None:
-        return run
-    top, bottom, left, right = pads
-    padded = xpx.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), xp=xp)
-    zeros = xp.zeros((tail,), dtype=x.dtype, device=device_of(x=x))
-    return xp.concat((xp.reshape(padded, (-1,)), zeros))
-
-
-def _chunk_planes(a: Array, samples: slice, channels: slice, xp: Namespace) -> Array:
-    """The (c, n, H, W) planes of a chunk of an (N, C, H, W) array, channel-major."""
-    return xp.permute_dims(a[samples, channels, ...], (1, 0, 2, 3))
-
-
 def _chunk_buffer(
-    like: Array, chunks: list[tuple[slice, list[slice]]], lay: _Layout
+    like: Array, chunks: list[tuple[slice, list[slice]]], lay: Layout
 ) -> Array | None:
-    largest = max((g.stop - g.start) * (r.stop - r.start) for g, runs in chunks for r in runs)
-    return workspace_buffer(like, largest * lay.plane + lay.reach)
+    channels = max(g.stop - g.start for g, _ in chunks)
+    samples = max(r.stop - r.start for _, runs in chunks for r in runs)
+    return row_buffer(like, channels, samples, lay)
 
 
-def _assemble(rows: list[list[Array]], xp: Namespace) -> Array:
+def _assemble(by_run: list[list[Array]], xp: Namespace) -> Array:
     """Concatenate chunk results: samples along axis 0, channel groups along axis 1."""
-    by_run = [r[0] if len(r) == 1 else xp.concat(r, axis=1) for r in rows]
-    return by_run[0] if len(by_run) == 1 else xp.concat(by_run, axis=0)
+    runs = [r[0] if len(r) == 1 else xp.concat(r, axis=1) for r in by_run]
+    return runs[0] if len(runs) == 1 else xp.concat(runs, axis=0)
 
 
 def depthwise_forward(
     x: Array, weight: Array, bias: Array | None, geom: ConvGeometry, xp: Namespace
 ) -> Array:
     """conv2d output (N, C, OH, OW) of a stride-1 depthwise convolution, tap by tap."""
-    lay = _layout(geom)
+    lay = layout(geom)
     chunks = _chunks(geom, x, xp)
     buf = _chunk_buffer(x, chunks, lay)
     w_taps = xp.reshape(weight, (geom.in_channels, -1))  # (C, taps)
     mutable = is_mutable(x)
     y = xp.empty(geom.output_shape, dtype=x.dtype, device=device_of(x=x)) if mutable else None
-    rows: list[list[Array]] = [[] for _ in chunks[0][1]]
+    by_run: list[list[Array]] = [[] for _ in chunks[0][1]]
     for channels, runs in chunks:
         w_col = w_taps[channels, :]  # (c, taps): a column per tap, one weight per row
         b_col = None if bias is None else xp.reshape(bias[channels], (-1, 1))
         for r, samples in enumerate(runs):
-            planes = _chunk_planes(x, samples, channels, xp)
-            source = _padded_source(planes, geom.pad, lay.reach, buf, xp)
+            planes = chunk_planes(x, samples, channels, xp)
+            rows = shifted_rows(planes, geom.pad, lay, buf, xp)
             c, n = planes.shape[0], planes.shape[1]
-            size = c * n * lay.plane
+            length = n * lay.plane
             acc = None
             for tap, offset in enumerate(lay.offsets):
-                shifted = xp.reshape(source[offset : offset + size], (c, n * lay.plane))
-                term = shifted * w_col[:, tap : tap + 1]
+                term = rows[:, offset : offset + length] * w_col[:, tap : tap + 1]
                 if acc is None:
                     acc = term
                 elif mutable:  # in place: no new array per tap
@@ -191,43 +134,33 @@ def depthwise_forward(
             grid = xp.reshape(acc, (c, n, lay.hp, lay.wp))[:, :, : lay.oh, : lay.ow]
             part = xp.permute_dims(grid, (1, 0, 2, 3))
             if y is None:
-                rows[r].append(part)
+                by_run[r].append(part)
             else:
                 y = set_into(y, (samples, channels, slice(None), slice(None)), part)
-    return _assemble(rows, xp) if y is None else y
+    return _assemble(by_run, xp) if y is None else y
 
 
 def depthwise_grads(
     grad_output: Array, x: Array, geom: ConvGeometry, xp: Namespace, *, bias_grad: bool
 ) -> tuple[Array, Array | None]:
     """dL/dW (C, 1, KH, KW) and, with ``bias_grad``, dL/db of a stride-1 depthwise conv."""
-    lay = _layout(geom)
+    lay = layout(geom)
     chunks = _chunks(geom, x, xp)
     buf = _chunk_buffer(x, chunks, lay)
     gy_buf = _chunk_buffer(x, chunks, lay)
-    # The output gradient on the padded grid, zero where the output is thrown away.
-    gy_pads = (0, lay.hp - lay.oh, 0, lay.wp - lay.ow)
     w_groups, b_groups = [], []
     for channels, runs in chunks:
         w_sum = b_sum = None
         for samples in runs:
-            planes = _chunk_planes(x, samples, channels, xp)
-            source = _padded_source(planes, geom.pad, lay.reach, buf, xp)
-            c, n = planes.shape[0], planes.shape[1]
-            size = c * n * lay.plane
-            gy_planes = _chunk_planes(grad_output, samples, channels, xp)
-            on_grid = xp.reshape(_padded_source(gy_planes, gy_pads, 0, gy_buf, xp), (c, -1))
+            rows = shifted_rows(chunk_planes(x, samples, channels, xp), geom.pad, lay, buf, xp)
+            # The output gradient on the grid: zero where the output is thrown away.
+            gy = on_grid(chunk_planes(grad_output, samples, channels, xp), lay, gy_buf, xp)
+            length = gy.shape[1]
             # (c, taps): per channel and tap, one dot product over the chunk's samples.
-            part = xp.stack(
-                [
-                    xp.vecdot(on_grid, xp.reshape(source[o : o + size], (c, -1)))
-                    for o in lay.offsets
-                ],
-                axis=1,
-            )
+            part = xp.stack([xp.vecdot(gy, rows[:, o : o + length]) for o in lay.offsets], axis=1)
             w_sum = part if w_sum is None else w_sum + part
             if bias_grad:
-                b_part = xp.sum(on_grid, axis=1)
+                b_part = xp.sum(gy, axis=1)
                 b_sum = b_part if b_sum is None else b_sum + b_part
         w_groups.append(w_sum)
         b_groups.append(b_sum)
