@@ -202,6 +202,31 @@ def test_fast_and_generic_convolutions_agree(
         ref.assert_routes_agree(backend, f, g, dtype)
 
 
+@pytest.mark.parametrize("limit", [None, 2048], ids=["whole", "bands"])
+def test_per_sample_and_single_gemm_routes_agree(
+    backend: Any, limit: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Layers with few column rows multiply sample by sample in both passes
+    (the backward pass on grad_output as it is); the one-GEMM route gives the
+    same numbers, whole or in bands of output rows (2048 bytes: one row each)."""
+    x_shape, w_shape, kw = AGREE_CASES["per_sample_product"]
+    geom = conv_geometry(x_shape, w_shape, **kw)
+    assert functional._per_sample_product(geom)
+    rng = np.random.default_rng(9)
+    x, w, b = (backend.asarray(rng.standard_normal(s)) for s in (x_shape, w_shape, w_shape[:1]))
+
+    def run() -> tuple[Any, ...]:
+        with xpconv.workspace_limit(limit):
+            y = xpconv.conv2d(x, w, b, **kw)
+            return (y, *xpconv.conv2d_backward(backend.xp.sin(y), x, w, **kw))
+
+    by_sample = run()
+    monkeypatch.setattr(functional, "_per_sample_product", lambda geom: False)
+    one_gemm = run()
+    for a, b_ in zip(by_sample, one_gemm, strict=True):
+        ref.assert_routes_agree(backend, a, b_, "float64")
+
+
 def test_bias_is_folded_where_a_buffer_exists() -> None:
     """On NumPy the bias rides in the products (so the test above compares two routes)."""
     folds = {
