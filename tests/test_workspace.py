@@ -73,13 +73,14 @@ def test_arrays_on_a_gpu_plan_with_the_gpu_default(
 
 
 def test_gpu_default_keeps_a_large_layer_in_one_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
-    """75 MB of columns: 3 chunks under the 32 MiB default, 1 under the GPU default."""
+    """75 MB of columns (8 samples of 9.4 MB): a chunk per sample under the
+    16 MiB default, one chunk under the GPU default."""
     x, w = np.ones((8, 32, 64, 64)), np.ones((8, 32, 3, 3))
     plans = _record_tiles(monkeypatch)
     xpconv.conv2d(x, w, padding=1)
     monkeypatch.setattr("xpconv.functional.on_gpu", lambda _a: True)
     xpconv.conv2d(x, w, padding=1)
-    assert [len(tiles) for _, tiles in plans] == [3, 1]
+    assert [len(tiles) for _, tiles in plans] == [8, 1]
 
 
 def test_context_manager_sets_and_restores() -> None:

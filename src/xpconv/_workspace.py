@@ -40,14 +40,19 @@ term), so its workspace stays below ``limit`` on top of ``Y`` (forward) or
 ``X + W`` (backward).
 
 The default limit for arrays in host memory, :data:`DEFAULT_WORKSPACE_BYTES`
-(32 MiB), keeps every chunk
-large enough for the matrix products to run at full speed and keeps the peak
-memory of the standard benchmark layers near PyTorch's. Measured on the 2-core
-CPU machine (float32, forward + backward, time relative to no limit): 32 MiB
-0.89-1.07, 64 MiB 1.03-1.21, 16 MiB 1.04-1.24, 8 MiB 1.24-1.75. Buffers of at
-most 32 MiB are also recycled by glibc's allocator (its adaptive mmap
-threshold stops at 32 MiB) instead of being returned to the operating system
-and page-faulted in again on the next call.
+(16 MiB), keeps every chunk large enough for the matrix products to run at
+full speed and keeps the peak memory of the standard benchmark layers near
+PyTorch's (measured float32 peaks: 64-channel layer 36.6 MiB against
+PyTorch's 24.3, 128-channel 31.1 against 25.6, 7x7 stem 55.8 against 49.0;
+under the former 32 MiB default they were 47.4, 47.4 and 82.2 MiB). Its
+speed cost depends on the machine. On the 2-core AMD EPYC (float32, forward
++ backward, time relative to no limit): 32 MiB 0.89-1.07, 16 MiB 1.04-1.24,
+8 MiB 1.24-1.75. On the 2-core Intel Xeon (AVX-512), best of 7 alternating
+rounds, 16 MiB against 32 MiB: 0.88-0.96 on the 3x3 and 7x7 layers in
+float32 and float64, 1.03 on the dilated float32 layer. Buffers of at most 32 MiB are
+also recycled by glibc's allocator (its adaptive mmap threshold stops at
+32 MiB) instead of being returned to the operating system and page-faulted
+in again on the next call.
 
 Arrays on a GPU (CuPy, torch CUDA, JAX on a GPU) get
 :data:`DEFAULT_GPU_WORKSPACE_BYTES` (1 GiB) instead: a GPU needs large
@@ -85,7 +90,7 @@ __all__ = [
     "workspace_limit",
 ]
 
-DEFAULT_WORKSPACE_BYTES = 32 * 2**20
+DEFAULT_WORKSPACE_BYTES = 16 * 2**20
 DEFAULT_GPU_WORKSPACE_BYTES = 2**30
 
 # The limit set by workspace_limit(); _DEVICE_DEFAULT until one is set, so that
