@@ -219,6 +219,62 @@ def col2im_section(results_dir: Path) -> list[str]:
     return lines
 
 
+def floor_section(results_dir: Path) -> list[str]:
+    """The products-and-copies floor (``benchmarks/gemm_floor.py``), if measured."""
+    lines: list[str] = []
+    for path in sorted((results_dir / "floor").glob("*.json")):
+        meta, rows = load(path)
+        lines += [
+            f"## How close im2col can get: products and copies alone ({meta.get('date')})",
+            "",
+            *(
+                f"- **{label}:** {_cell(meta.get(key))}"
+                for key, label in META_FIELDS
+                if meta.get(key) not in (None, "")
+            ),
+            f"- **Source:** `benchmarks/results/floor/{path.name}`",
+            "",
+            "The three matrix products of xpconv's route (forward, weight gradient, input "
+            "gradient) timed alone with NumPy's `matmul` on operands of the same shapes, "
+            "and one contiguous copy per im2col matrix the route writes or reads, against "
+            "xpconv and PyTorch fwd + bwd in the same run (medians in ms). "
+            "*gemm / torch* is a floor for any formulation built on these products: no "
+            "ordering, chunking or copy trick of im2col goes below it with this BLAS on "
+            "this machine. *(gemm + copies) / torch* is the cost when every column goes "
+            "out to memory; chunks that stay in cache can pay less.",
+            "",
+            *_table(
+                [
+                    "layer",
+                    "dtype",
+                    "xpconv",
+                    "torch",
+                    "gemm",
+                    "copies",
+                    "xpconv / torch",
+                    "gemm / torch",
+                    "(gemm + copies) / torch",
+                ],
+                [
+                    [
+                        r["layer"],
+                        r["dtype"],
+                        _fmt(r["xpconv_ms"]),
+                        _fmt(r["torch_ms"]),
+                        _fmt(r["gemm_ms"]),
+                        _fmt(r["copies_ms"]),
+                        _ratio(r["xpconv_ms"], r["torch_ms"]),
+                        _ratio(r["gemm_ms"], r["torch_ms"]),
+                        _ratio(r["gemm_ms"] + r["copies_ms"], r["torch_ms"]),
+                    ]
+                    for r in rows
+                ],
+            ),
+            "",
+        ]
+    return lines
+
+
 def workspace_table(rows: list[Row]) -> list[str]:
     """For ``--also-workspace`` runs: the limited run against the run beside it,
     and its peak memory against the bound (arrays + limit) * 1.1."""
@@ -400,6 +456,7 @@ def render(results_dir: Path, image_dir: Path, image_url: str) -> str:
     seen: set[str] = set()
     for path in reversed(files):  # newest first
         lines += section(path, image_dir, image_url, seen=seen)
+    lines += floor_section(results_dir)
     lines += col2im_section(results_dir)
     return "\n".join(lines)
 
