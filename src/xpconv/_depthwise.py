@@ -11,7 +11,7 @@ every output pixel is one contiguous slice of the padded input rows, so::
     out_virtual = sum over taps t of  w[:, t] * rows[:, shift_t : shift_t + length]
 
 one slice times one weight per plane: two elementwise passes per tap. The
-work is cut into chunks of about 1 MiB of planes, ordered (channel, sample)
+work is cut into chunks of about 512 KiB of planes, ordered (channel, sample)
 so that the weights are one column per tap; a chunk's padded planes are
 written into one reused buffer and stay in cache for the KH*KW passes.
 Measured fwd+bwd against the im2col route, 2-core CPU: 1.6-2.7x faster on
@@ -43,11 +43,18 @@ Array = Any
 Namespace = Any
 
 # On the CPU a chunk holds at most this many bytes of padded input, so that the
-# shifted slices and the running sum stay in cache. Measured fwd / dW+db on the
-# (32, 128, 28, 28) benchmark layer, float32 (float64), ms: 128 KiB 20.7 / 18.9
-# (50.9 / 44.1), 512 KiB 16.4 / 14.0 (32.5 / 26.0), 1 MiB 14.6 / 12.9
-# (28.9 / 21.7), 2 MiB 16.5 / 12.0 (32.1 / 20.7), 4 MiB 23.4 / 12.4 (47.0 / 21.9).
-CPU_CHUNK_BYTES = 2**20
+# shifted slices and the running sum (about three chunks) stay in cache. The
+# best size depends on the caches. Measured on the (32, 128, 28, 28) benchmark
+# layer, float32 (float64), ms. 2-core AMD EPYC, fwd / dW+db: 128 KiB 20.7 /
+# 18.9 (50.9 / 44.1), 512 KiB 16.4 / 14.0 (32.5 / 26.0), 1 MiB 14.6 / 12.9
+# (28.9 / 21.7), 2 MiB 16.5 / 12.0 (32.1 / 20.7), 4 MiB 23.4 / 12.4 (47.0 /
+# 21.9). 2-core Intel Xeon (2 MiB L2 per core), fwd / whole backward, best of
+# 3 alternating rounds: 128 KiB 16.8 / 31.2 (32.8 / 60.0), 256 KiB 15.7 / 27.8
+# (29.6 / 52.4), 512 KiB 17.1 / 27.9 (33.6 / 53.0), 1 MiB 25.5 / 39.2 (47.9 /
+# 67.1), 2 MiB 28.3 / 47.2 (54.7 / 76.4). With 512 KiB the sum is 11-16%
+# above 1 MiB's on the EPYC and 3-6% above the best (256 KiB) on the Xeon,
+# where 1 MiB was 33-44% slower.
+CPU_CHUNK_BYTES = 2**19
 
 
 def depthwise_applies(geom: ConvGeometry) -> bool:

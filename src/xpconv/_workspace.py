@@ -34,7 +34,7 @@ buffer (array-api-strict, JAX, Dask) hold up to two workspace-sized temporaries
 
 A stride-1 depthwise layer (``groups == C == O``) has no columns either
 (:mod:`xpconv._depthwise`): it works on chunks of padded planes of at most
-``limit / 3`` bytes (and, on the CPU, at most 1 MiB), with about three
+``limit / 3`` bytes (and, on the CPU, at most 512 KiB), with about three
 chunk-sized arrays alive at once (the padded chunk, the running sum, one
 term), so its workspace stays below ``limit`` on top of ``Y`` (forward) or
 ``X + W`` (backward).
