@@ -12,7 +12,7 @@ import reference as ref
 import xpconv
 from xpconv import _backend, functional
 from xpconv._geometry import conv_geometry
-from xpconv._im2col import _stacked_windows, im2col, im2col_gemm, pad_input
+from xpconv._im2col import _stacked_windows, im2col, im2col_gemm, pad_input, pad_region
 
 GEOMETRIES: dict[str, tuple[tuple[int, ...], tuple[int, ...], dict[str, Any]]] = {
     "plain": ((2, 3, 6, 5), (4, 3, 3, 3), {}),
@@ -410,3 +410,35 @@ def test_padded_rows_decline_unusable_buffers() -> None:
     x = np.ones((2, 1, 3, 3))
     for buf in (None, np.empty(3), np.empty(100, dtype=np.float32), np.empty((10, 10))):
         assert _backend.padded_rows(x, (1, 1, 1, 1), 2, buf) is None
+
+
+@pytest.mark.parametrize(
+    ("padding", "rows"),
+    [
+        ((2, 1), slice(0, 9)),  # every row: top and bottom padding
+        ((2, 1), slice(0, 2)),  # only top padding rows
+        ((2, 1), slice(1, 4)),  # across the top edge
+        ((2, 1), slice(3, 6)),  # inside x: left and right padding only
+        ((2, 1), slice(6, 9)),  # across the bottom edge and only padding below
+        ((4, 0), slice(9, 13)),  # the bottom padding alone
+        ((0, 0), slice(1, 4)),  # no padding: a view of x
+    ],
+    ids=str,
+)
+def test_pad_region_equals_a_slice_of_the_padded_input(
+    backend: Any, padding: Any, rows: slice
+) -> None:
+    """A chunk's rows padded on their own (into a buffer holding stale values
+    where the backend has one) equal the same rows of the whole padded input."""
+    x_np = np.random.default_rng(9).standard_normal((3, 2, 5, 4))
+    geom = conv_geometry(x_np.shape, (2, 2, 3, 3), padding=padding)
+    x = backend.asarray(x_np)
+    key = (slice(1, 3), slice(None), rows, slice(None))
+    expected = backend.to_numpy(pad_input(x, geom, backend.xp))[key]
+    buf = _backend.workspace_buffer(x, expected.size + 3)
+    if buf is not None:
+        buf[...] = float("nan")
+    got = pad_region(x, geom, key, backend.xp, out=buf)
+    np.testing.assert_array_equal(backend.to_numpy(got), expected)
+    if buf is not None and padding != (0, 0):
+        assert _shares_memory(got, buf)

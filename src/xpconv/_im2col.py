@@ -41,12 +41,19 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import array_api_extra as xpx
 
-from xpconv._backend import add_into, device_of, is_mutable, scatter_add, window_copy
+from xpconv._backend import (
+    add_into,
+    device_of,
+    is_mutable,
+    padded_rows,
+    scatter_add,
+    window_copy,
+)
 
 if TYPE_CHECKING:
     from xpconv._geometry import ConvGeometry
 
-__all__ = ["col2im", "col2im_gemm", "im2col", "im2col_gemm", "pad_input"]
+__all__ = ["col2im", "col2im_gemm", "im2col", "im2col_gemm", "pad_input", "pad_region"]
 
 Array = Any
 Namespace = Any
@@ -79,6 +86,41 @@ def pad_input(x: Array, geom: ConvGeometry, xp: Namespace) -> Array:
     return _pad(x, geom, xp)
 
 
+def pad_region(
+    x: Array,
+    geom: ConvGeometry,
+    key: tuple[slice, ...],
+    xp: Namespace,
+    *,
+    out: Array | None = None,
+) -> Array:
+    """``pad_input(x)[key]`` without padding the rest of ``x``.
+
+    ``key`` is (samples, all channels, rows, all columns) of the padded input:
+    one chunk of the work (``functional._tile_geometry``). Only the chunk's
+    own rows of ``x`` are copied, with the zeros around them, into ``out``
+    (a buffer from :func:`xpconv._backend.workspace_buffer`) where the backend
+    has one. A chunk's padded input is a fraction of its columns, so it is
+    still in cache when im2col reads it, and the whole padded input (P in
+    :mod:`xpconv._workspace`'s peak-memory formula) is never allocated.
+    """
+    batch, rows = key[0], key[2]
+    top, _, left, right = geom.pad
+    h = geom.in_hw[0]
+    size = rows.stop - rows.start
+    first = rows.start - top  # the chunk's first row, in x's coordinates
+    above = min(max(-first, 0), size)  # rows of the chunk in the top padding
+    below = min(max(first + size - h, 0), size - above)  # and in the bottom padding
+    inside = slice(first + above, first + size - below) if size > above + below else slice(0, 0)
+    part = x[batch, :, inside, :]
+    if above == below == left == right == 0:
+        return part
+    fast = padded_rows(part, (above, below, left, right), 0, out)
+    if fast is not None:
+        return xp.reshape(fast, (part.shape[0], part.shape[1], size, geom.padded_hw[1]))
+    return xpx.pad(part, ((0, 0), (0, 0), (above, below), (left, right)), xp=xp)
+
+
 def _stacked_windows(padded: Array, geom: ConvGeometry, xp: Namespace) -> Array:
     """The generic GEMM-order im2col: (C, KH*KW, n, OH, OW) from a (n, C, Hp, Wp) input."""
     kh, kw = geom.kernel_hw
@@ -101,7 +143,8 @@ def im2col_gemm(
 ) -> Array:
     """Columns in GEMM order (C*KH*KW, n*OH*OW) from an already padded input.
 
-    ``padded`` is (n, C, Hp, Wp) with the padding applied (:func:`pad_input`);
+    ``padded`` is (n, C, Hp, Wp) with the padding applied (:func:`pad_input`,
+    or :func:`pad_region` for a chunk);
     only ``geom.kernel_hw``, ``stride``, ``dilation`` and ``out_hw`` are used,
     so a batch chunk or a band of output rows is passed with a geometry whose
     ``out_hw`` describes that band. ``out`` is an optional flat scratch buffer

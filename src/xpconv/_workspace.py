@@ -11,26 +11,28 @@ the weight gradient).
 
 Peak memory
 -----------
-With ``b`` the item size, ``P = N*C*Hp*Wp*b`` the zero-padded input (0 when
-there is no padding), ``Y = N*O*OH*OW*b`` the output, ``X = N*C*H*W*b`` the
-input, ``T = n*O*OH*OW*b`` one chunk of output and ``S = min(limit, cols)`` the
-workspace actually used (``cols = N*C*KH*KW*OH*OW*b``), the memory xpconv
-allocates on top of its arguments is at most about::
+With ``b`` the item size, ``Y = N*O*OH*OW*b`` the output, ``X = N*C*H*W*b``
+the input, ``S = min(limit, cols)`` the workspace actually used (``cols =
+N*C*KH*KW*OH*OW*b``), and per chunk of n samples (or band of output rows)
+``T = n*O*OH*OW*b`` its output and ``P = n*C*Hp*Wp*b`` its zero-padded input
+rows (0 when there is no padding; about ``S / (KH*KW)`` for a stride-1
+layer: each chunk is padded on its own, ``_im2col.pad_region``), the memory
+xpconv allocates on top of its arguments is at most about::
 
     forward  (conv2d):           P + S + T            + Y (the result)
-    backward (conv2d_backward):  P + S + T + P_grad   + X + W (the results)
+    backward (conv2d_backward):  P + S + T + G        + X + W (the results)
 
-where ``P_grad = P`` (or ``X`` without padding) is the gradient of the padded
-input that col2im accumulates into, and ``T`` is one chunk of the output
-gradient copied into matrix-product order. A stride-1 layer with O <= C gets
-its input gradient from a second convolution instead (of grad_output, see
-``functional._stride1_input_grad``): ``P_grad`` is then the padded output
-gradient and that convolution has its own workspace, never alive at the same
-time as the weight gradient's. A 1x1, stride-1, unpadded layer needs no columns at
-all (``P = S = 0``); its weight gradient is summed over batch chunks of
-(n, O, C) products of at most ``limit`` bytes. Backends without a reusable
-buffer (array-api-strict, JAX, Dask) hold up to two workspace-sized temporaries
-(columns and their gradient) instead of one.
+where ``G = N*C*Hp*Wp*b`` (or ``X`` without padding) is the gradient of the
+padded input that col2im accumulates into, and ``T`` is one chunk of the
+output gradient copied into matrix-product order. A stride-1 layer with
+O <= C gets its input gradient from a second convolution instead (of
+grad_output, see ``functional._stride1_input_grad``): there is no ``G``, and
+that convolution has its own ``P``, ``S`` and ``T``, never alive at the same
+time as the weight gradient's. A 1x1, stride-1, unpadded layer needs no
+columns at all (``P = S = 0``); its weight gradient is summed over batch
+chunks of (n, O, C) products of at most ``limit`` bytes. Backends without a
+reusable buffer (array-api-strict, JAX, Dask) hold up to two workspace-sized
+temporaries (columns and their gradient) instead of one.
 
 A stride-1 depthwise layer (``groups == C == O``) has no columns either
 (:mod:`xpconv._depthwise`): it works on chunks of padded planes of at most

@@ -31,7 +31,7 @@ from xpconv._geometry import (
     transpose_geometry,
     window_geometry,
 )
-from xpconv._im2col import col2im, col2im_gemm, im2col, im2col_gemm, pad_input
+from xpconv._im2col import col2im, col2im_gemm, im2col, im2col_gemm, pad_region
 from xpconv._workspace import Tile, plan_tiles
 
 __all__ = [
@@ -181,6 +181,14 @@ def _buffer(like: Array, geom: ConvGeometry, tiles: list[Tile], *, ones_row: boo
     return workspace_buffer(like, _column_rows(geom, ones_row) * largest * geom.out_hw[1])
 
 
+def _pad_buffer(like: Array, geom: ConvGeometry, tiles: list[Tile]) -> Array | None:
+    """The reused buffer for one tile's padded input (None without padding or a fast path)."""
+    if geom.pad == (0, 0, 0, 0):
+        return None
+    rows = max((t.batch.stop - t.batch.start) * _tile_geometry(geom, t)[0].in_hw[0] for t in tiles)
+    return workspace_buffer(like, rows * geom.in_channels * geom.padded_hw[1])
+
+
 def _output_tile_matrix(gy: Array, geom: ConvGeometry, tile: Tile, xp: Namespace) -> Array:
     """One tile of (N, O, OH, OW) as a (g, O/g, n*rows*OW) matrix (a copy, in GEMM order)."""
     part = gy[tile.batch, :, tile.rows, :]
@@ -240,17 +248,19 @@ def conv2d_forward(
         return _add_bias(_pointwise_forward(x, weight, geom, xp), bias, geom, xp)
     if depthwise_applies(geom):
         return depthwise_forward(x, weight, bias, geom, xp)
-    padded = pad_input(x, geom, xp)
     fold = bias is not None and _folds_bias(geom, x)
     tiles = _plan(geom, x, xp, ones_row=fold)
     buf = _buffer(x, geom, tiles, ones_row=fold)
+    pad_buf = _pad_buffer(x, geom, tiles)
     wg = _grouped_weight(weight, geom, xp)
     if fold:  # (1, O, C*KH*KW + 1): the bias meets the columns' row of ones
         wg = xp.concat((wg, xp.reshape(bias, (1, geom.out_channels, 1))), axis=2)
     y = None
     for tile in tiles:
         sub, key = _tile_geometry(geom, tile)
-        cols = im2col_gemm(padded[key], sub, xp, out=buf, ones_row=fold)
+        padded = pad_region(x, geom, key, xp, out=pad_buf)  # this tile's rows only
+        cols = im2col_gemm(padded, sub, xp, out=buf, ones_row=fold)
+        del padded
         if _per_sample_product(geom):
             # (n, C*KH*KW, rows*OW) views of the columns, one product per sample:
             # the result is already in (N, O, ...) order.
@@ -388,11 +398,12 @@ def conv2d_grads(
     by_convolution = input_grad and _input_grad_by_convolution(geom)
     grad_x = _stride1_input_grad(grad_output, weight, geom, xp) if by_convolution else None
     fold_input = input_grad and not by_convolution  # col2im route for dL/dx
-    padded = pad_input(x, geom, xp) if weight_grad and x is not None else None
-    if padded is None and not fold_input:  # nothing left to unfold or fold
+    unfold_x = weight_grad and x is not None
+    if not unfold_x and not fold_input:  # nothing left to unfold or fold
         return grad_x, None, grad_b
     tiles = _plan(geom, grad_output, xp, ones_row=fold)
     buf = _buffer(grad_output, geom, tiles, ones_row=fold)
+    pad_buf = _pad_buffer(grad_output, geom, tiles) if unfold_x else None
     grad_padded = (
         xp.zeros(
             (geom.batch, geom.in_channels, *geom.padded_hw), dtype=grad_output.dtype, device=dev
@@ -412,8 +423,11 @@ def conv2d_grads(
             gy = _output_tile_by_sample(grad_output, tile, xp)  # (n, O, rows*OW)
         else:
             gy = _output_tile_matrix(grad_output, geom, tile, xp)  # (g, O/g, n*rows*OW)
-        if padded is not None:
-            cols = im2col_gemm(padded[key], sub, xp, out=buf, ones_row=fold)
+        if unfold_x:
+            assert x is not None
+            padded = pad_region(x, geom, key, xp, out=pad_buf)
+            cols = im2col_gemm(padded, sub, xp, out=buf, ones_row=fold)
+            del padded
             if by_sample:
                 # sum over samples of gy[n] @ cols[n]^T, cols[n] a (rows, rows*OW) view
                 per_sample = xp.reshape(cols, (cols.shape[0], sub.batch, sub.out_area))
