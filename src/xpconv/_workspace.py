@@ -44,9 +44,11 @@ term), so its workspace stays below ``limit`` on top of ``Y`` (forward) or
 The default limit for arrays in host memory, :data:`DEFAULT_WORKSPACE_BYTES`
 (16 MiB), keeps every chunk large enough for the matrix products to run at
 full speed and keeps the peak memory of the standard benchmark layers near
-PyTorch's (measured float32 peaks: 64-channel layer 36.6 MiB against
-PyTorch's 24.3, 128-channel 31.1 against 25.6, 7x7 stem 55.8 against 49.0;
-under the former 32 MiB default they were 47.4, 47.4 and 82.2 MiB). Its
+PyTorch's (measured float32 peaks: 64-channel layer 29.5 MiB against
+PyTorch's 24.3, 128-channel 25.9 against 20.1-25.6, 7x7 stem 52.2 against
+49.0; this default alone took them from 47.4, 47.4 and 82.2 MiB under the
+former 32 MiB to 36.6, 31.1 and 55.8, before chunks were padded on their
+own). Its
 speed cost depends on the machine. On the 2-core AMD EPYC (float32, forward
 + backward, time relative to no limit): 32 MiB 0.89-1.07, 16 MiB 1.04-1.24,
 8 MiB 1.24-1.75. On the 2-core Intel Xeon (AVX-512), best of 7 alternating
