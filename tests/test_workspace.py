@@ -32,6 +32,8 @@ CASES: dict[str, tuple[tuple[int, ...], tuple[int, ...], dict[str, Any]]] = {
     ),
     "depthwise": ((4, 3, 6, 6), (3, 1, 3, 3), {"groups": 3, "padding": "same"}),
     "kernel1x1": ((3, 5, 4, 4), (2, 5, 1, 1), {"padding": 1}),
+    # padding wider than the kernel: some bands of rows lie wholly in the padding
+    "wide_padding": ((2, 3, 5, 4), (2, 3, 2, 2), {"padding": (4, 3), "stride": (2, 1)}),
     # 1x1, stride 1, no padding: no im2col; only the weight gradient is chunked
     "pointwise": ((3, 5, 4, 4), (2, 5, 1, 1), {}),
 }

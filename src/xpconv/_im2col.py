@@ -111,8 +111,11 @@ def pad_region(
     first = rows.start - top  # the chunk's first row, in x's coordinates
     above = min(max(-first, 0), size)  # rows of the chunk in the top padding
     below = min(max(first + size - h, 0), size - above)  # and in the bottom padding
-    inside = slice(first + above, first + size - below) if size > above + below else slice(0, 0)
-    part = x[batch, :, inside, :]
+    if above + below == size:  # the band lies wholly in the padding (padding >= kernel)
+        # zeros outright: Dask cannot pad an array with no rows
+        n, c = x[batch, :, 0:0, :].shape[:2]
+        return xp.zeros((n, c, size, geom.padded_hw[1]), dtype=x.dtype, device=device_of(x=x))
+    part = x[batch, :, first + above : first + size - below, :]
     if above == below == left == right == 0:
         return part
     fast = padded_rows(part, (above, below, left, right), 0, out)
