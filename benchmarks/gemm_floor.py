@@ -41,40 +41,52 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import xpconv
+from xpconv import functional
+from xpconv._geometry import ConvGeometry, conv_geometry
 from xpconv.bench import LAYERS, Layer, _blas_info, _cpu_name, _threads
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
 
+def _geometry(layer: Layer) -> ConvGeometry:
+    return conv_geometry(
+        (layer.n, layer.c, layer.h, layer.w),
+        (layer.o, layer.c // layer.groups, layer.k, layer.k),
+        **layer.conv_kwargs,
+    )
+
+
 def _products(layer: Layer) -> list[tuple[str, tuple[int, int, int], bool]]:
-    """(name, (m, k, n), right operand transposed) of the route's three GEMMs."""
-    oh, ow = layer.out_hw
-    r, m, kk = layer.c * layer.k**2, layer.n * oh * ow, layer.k**2
-    if layer.k == 1 and layer.stride == 1 and layer.padding == 0:  # no columns at all
-        hw = layer.h * layer.w
+    """(name, (m, k, n), right operand transposed) of the route's three GEMMs,
+    on the route ``functional`` picks for this layer."""
+    geom = _geometry(layer)
+    o, c, kk = geom.out_channels, geom.in_channels, geom.kernel_area
+    r, m = c * kk, geom.batch * geom.out_area
+    if functional._is_pointwise(geom):  # no columns at all
         return [
-            ("forward", (layer.o, layer.c, layer.n * hw), False),
-            ("weight", (layer.o, layer.n * hw, layer.c), True),
-            ("input", (layer.c, layer.o, layer.n * hw), False),
+            ("forward", (o, c, m), False),
+            ("weight", (o, m, c), True),
+            ("input", (c, o, m), False),
         ]
     # the orientation functional._weight_grad_product picks: more rows on the left
-    weight = ("weight", (r, m, layer.o) if r >= layer.o else (layer.o, m, r), True)
-    if layer.stride == 1 and layer.o <= layer.c:
-        inp = ("input", (layer.c, layer.o * kk, layer.n * layer.h * layer.w), False)
+    weight = ("weight", (r, m, o) if r >= o else (o, m, r), True)
+    if functional._input_grad_by_convolution(geom):
+        inp = ("input", (c, o * kk, geom.batch * geom.in_hw[0] * geom.in_hw[1]), False)
     else:
-        inp = ("input", (r, layer.o, m), False)
-    return [("forward", (layer.o, r, m), False), weight, inp]
+        inp = ("input", (r, o, m), False)
+    return [("forward", (o, r, m), False), weight, inp]
 
 
 def _copies(layer: Layer) -> list[int]:
     """Elements of each im2col (or col2im) matrix the route writes or reads."""
-    oh, ow = layer.out_hw
-    if layer.k == 1 and layer.stride == 1 and layer.padding == 0:
+    geom = _geometry(layer)
+    if functional._is_pointwise(geom):
         return []
-    cols = layer.c * layer.k**2 * layer.n * oh * ow
-    if layer.stride == 1 and layer.o <= layer.c:
-        return [cols, cols, layer.o * layer.k**2 * layer.n * layer.h * layer.w]
+    cols = geom.in_channels * geom.kernel_area * geom.batch * geom.out_area
+    if functional._input_grad_by_convolution(geom):
+        h, w = geom.in_hw
+        return [cols, cols, geom.out_channels * geom.kernel_area * geom.batch * h * w]
     return [cols, cols, cols]
 
 

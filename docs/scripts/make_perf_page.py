@@ -83,6 +83,15 @@ def _cell(value: Any) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _meta_lines(meta: dict[str, Any]) -> list[str]:
+    """The machine, versions and date of a run, one bullet each."""
+    return [
+        f"- **{label}:** {_cell(meta.get(key))}"
+        for key, label in META_FIELDS
+        if meta.get(key) not in (None, "")
+    ]
+
+
 def _table(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> list[str]:
     header = list(header)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -227,11 +236,7 @@ def floor_section(results_dir: Path) -> list[str]:
         lines += [
             f"## How close im2col can get: products and copies alone ({meta.get('date')})",
             "",
-            *(
-                f"- **{label}:** {_cell(meta.get(key))}"
-                for key, label in META_FIELDS
-                if meta.get(key) not in (None, "")
-            ),
+            *_meta_lines(meta),
             f"- **Source:** `benchmarks/results/floor/{path.name}`",
             "",
             "The three matrix products of xpconv's route (forward, weight gradient, input "
@@ -390,11 +395,7 @@ def section(path: Path, image_dir: Path, image_url: str, *, seen: set[str]) -> l
         title = f"{title} ({path.stem})"
     seen.add(title)
     lines = [f"## {title}", ""]
-    lines += [
-        f"- **{label}:** {_cell(meta.get(key))}"
-        for key, label in META_FIELDS
-        if meta.get(key) not in (None, "")
-    ]
+    lines += _meta_lines(meta)
     lines += [f"- **Source:** `benchmarks/results/{path.name}`", ""]
     if not rows:
         return [*lines, "This file holds no results.", ""]
