@@ -48,15 +48,14 @@ PyTorch's (measured float32 peaks: 64-channel layer 29.5 MiB against
 PyTorch's 24.3, 128-channel 25.9 against 20.1-25.6, 7x7 stem 52.2 against
 49.0; this default alone took them from 47.4, 47.4 and 82.2 MiB under the
 former 32 MiB to 36.6, 31.1 and 55.8, before chunks were padded on their
-own). Its
-speed cost depends on the machine. On the 2-core AMD EPYC (float32, forward
-+ backward, time relative to no limit): 32 MiB 0.89-1.07, 16 MiB 1.04-1.24,
-8 MiB 1.24-1.75. On the 2-core Intel Xeon (AVX-512), best of 7 alternating
-rounds, 16 MiB against 32 MiB: 0.88-0.96 on the 3x3 and 7x7 layers in
-float32 and float64, 1.03 on the dilated float32 layer. Buffers of at most 32 MiB are
-also recycled by glibc's allocator (its adaptive mmap threshold stops at
-32 MiB) instead of being returned to the operating system and page-faulted
-in again on the next call.
+own). Its speed cost depends on the machine. On the 2-core AMD EPYC
+(float32, forward + backward, time relative to no limit): 32 MiB 0.89-1.07,
+16 MiB 1.04-1.24, 8 MiB 1.24-1.75. On the 2-core Intel Xeon (AVX-512), best
+of 7 alternating rounds, 16 MiB against 32 MiB: 0.88-0.98 on the 3x3 and 7x7
+layers in float32 and float64, 1.03 on the dilated float32 layer. Buffers of
+at most 32 MiB are also recycled by glibc's allocator (its adaptive mmap
+threshold stops at 32 MiB) instead of being returned to the operating
+system and page-faulted in again on the next call.
 
 Arrays on a GPU (CuPy, torch CUDA, JAX on a GPU) get
 :data:`DEFAULT_GPU_WORKSPACE_BYTES` (1 GiB) instead: a GPU needs large
