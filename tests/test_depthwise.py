@@ -12,6 +12,7 @@ import reference as ref
 import xpconv
 from reference import thin
 from xpconv import _depthwise, functional
+from xpconv._backend import host_workers
 from xpconv._geometry import conv_geometry
 
 # (input shape, weight shape, keyword arguments); every one is depthwise with
@@ -37,9 +38,16 @@ CHUNKINGS = ["whole", "planes", "sample_runs", "channel_groups"]
 
 
 def _chunking(
-    chunking: str, x_shape: tuple[int, ...], geom: Any, monkeypatch: pytest.MonkeyPatch
+    chunking: str,
+    x_shape: tuple[int, ...],
+    geom: Any,
+    workers: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> int | None:
-    """Set the chunk sizes for ``chunking``; return the workspace limit to run under."""
+    """Set the chunk sizes for ``chunking``; return the workspace limit to run under.
+
+    The ``workers`` threads that run chunks side by side share the limit.
+    """
     plane_bytes = geom.padded_hw[0] * geom.padded_hw[1] * 8
     n = x_shape[0] if len(x_shape) == 4 else 1
     if chunking == "whole":
@@ -50,10 +58,10 @@ def _chunking(
         return 1
     if chunking == "sample_runs":
         monkeypatch.setattr(_depthwise, "CPU_CHUNK_BYTES", 2 * plane_bytes)
-        return 3 * 2 * plane_bytes
+        return 3 * workers * 2 * plane_bytes
     # Every sample in a run, two channels per group.
     monkeypatch.setattr(_depthwise, "CPU_CHUNK_BYTES", 2 * n * plane_bytes)
-    return 3 * 2 * n * plane_bytes
+    return 3 * workers * 2 * n * plane_bytes
 
 
 @pytest.mark.parametrize("chunking", thin(CHUNKINGS, ["sample_runs", "planes"]))
@@ -65,7 +73,8 @@ def test_depthwise_kernel_matches_reference(
     x4_shape = x_shape if len(x_shape) == 4 else (1, *x_shape)
     geom = conv_geometry(x4_shape, w_shape, **kw)
     assert _depthwise.depthwise_applies(geom)
-    limit = _chunking(chunking, x4_shape, geom, monkeypatch)
+    workers = host_workers(backend.asarray(np.zeros(1)))
+    limit = _chunking(chunking, x4_shape, geom, workers, monkeypatch)
     chunk_counts: list[int] = []
     original = _depthwise._chunks
 

@@ -156,17 +156,19 @@ def _record_tiles(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, list[Tile]
     return plans
 
 
-def _record_depthwise_chunks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, list[int]]]:
-    """Every chunking made by the depthwise kernel, as (bytes per padded plane,
-    planes in each chunk)."""
-    chunkings: list[tuple[int, list[int]]] = []
+def _record_depthwise_chunks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> list[tuple[int, int, list[int]]]:
+    """Every chunking made by the depthwise kernel, as (threads sharing the
+    limit, bytes per padded plane, planes in each chunk)."""
+    chunkings: list[tuple[int, int, list[int]]] = []
     original = _depthwise._chunks
 
-    def spy(geom: Any, like: Any, xp: Any) -> list[tuple[slice, list[slice]]]:
-        chunks = original(geom, like, xp)
+    def spy(geom: Any, like: Any, xp: Any, workers: int = 1) -> list[tuple[slice, list[slice]]]:
+        chunks = original(geom, like, xp, workers)
         plane_bytes = geom.padded_hw[0] * geom.padded_hw[1] * xp.finfo(like.dtype).bits // 8
         sizes = [(g.stop - g.start) * (r.stop - r.start) for g, runs in chunks for r in runs]
-        chunkings.append((plane_bytes, sizes))
+        chunkings.append((workers, plane_bytes, sizes))
         return chunks
 
     monkeypatch.setattr(_depthwise, "_chunks", spy)
@@ -214,15 +216,17 @@ def test_results_do_not_depend_on_limit(
         assert any(len(tiles) > 1 for _, tiles in plans), plans
 
 
-def _check_depthwise_chunks(chunkings: list[tuple[int, list[int]]], limit: int | None) -> None:
+def _check_depthwise_chunks(chunkings: list[tuple[int, int, list[int]]], limit: int | None) -> None:
     # Forward, weight gradient, and the input gradient's own depthwise convolution.
     assert len(chunkings) == 3, chunkings
     if limit is None or limit >= 10**9:
-        assert all(len(sizes) == 1 for _, sizes in chunkings), chunkings
+        assert all(len(sizes) == 1 for _, _, sizes in chunkings), chunkings
         return
-    # A chunk's padded input takes a third of the limit at most, or is one plane.
-    for plane_bytes, sizes in chunkings:
-        assert all(size * plane_bytes <= limit // 3 or size == 1 for size in sizes), chunkings
+    # A chunk's padded input takes at most a third of the limit's share of each
+    # thread working on chunks at the same time, or is one plane.
+    for workers, plane_bytes, sizes in chunkings:
+        share = limit // (3 * workers)
+        assert all(size * plane_bytes <= share or size == 1 for size in sizes), chunkings
         assert len(sizes) > 1, chunkings
 
 

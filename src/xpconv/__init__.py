@@ -5,6 +5,7 @@ JAX, Dask and array-api-strict; the scatter-add that col2im needs goes through
 :mod:`xpconv._backend`, the only backend-specific module.
 """
 
+from xpconv._threads import thread_limit
 from xpconv._workspace import workspace_limit
 from xpconv.compat import ConvolutionLayer
 from xpconv.functional import (
@@ -28,6 +29,7 @@ __all__ = [
     "conv2d_backward",
     "conv_transpose2d",
     "fold",
+    "thread_limit",
     "unfold",
     "workspace_limit",
 ]

@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 import array_api_compat as compat
 import array_api_extra as xpx
 
+from xpconv._threads import thread_count
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -41,6 +43,7 @@ __all__ = [
     "default_float_dtype",
     "device_of",
     "gpu_available",
+    "host_workers",
     "is_mutable",
     "materialize",
     "matmul_into",
@@ -380,6 +383,17 @@ def synchronize(x: Array) -> None:
         torch.cuda.synchronize(x.device)
     elif compat.is_jax_array(x):
         x.block_until_ready()
+
+
+def host_workers(x: Array) -> int:
+    """Threads for xpconv's own loops over independent pieces of ``x``.
+
+    NumPy only (see :mod:`xpconv._threads`): the other libraries run each
+    operation on their own threads or devices already, and a Python thread
+    per piece would only add overhead or, for JAX and Dask, trace the graph
+    from several threads.
+    """
+    return thread_count() if compat.is_numpy_array(x) else 1
 
 
 def on_gpu(x: Array) -> bool:

@@ -70,6 +70,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from xpconv._threads import thread_count, thread_limit
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
@@ -687,15 +689,18 @@ def _fmt(v: float | None, spec: str = ".1f") -> str:
 
 @contextlib.contextmanager
 def _threads(n: int | None) -> Iterator[None]:
+    """BLAS threads and xpconv's own (the depthwise kernel's) limited to ``n``."""
     if n is None:
         yield
         return
-    try:
-        import threadpoolctl
-    except ImportError:
-        yield
-        return
-    with threadpoolctl.threadpool_limits(limits=n, user_api="blas"):
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(thread_limit(n))
+        try:
+            import threadpoolctl
+        except ImportError:
+            pass
+        else:
+            stack.enter_context(threadpoolctl.threadpool_limits(limits=n, user_api="blas"))
         yield
 
 
@@ -759,6 +764,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         torch.set_num_threads(threads)
         torch_threads = torch.get_num_threads()
+    with thread_limit(threads):  # as _threads() sets it for the run
+        xpconv_threads = thread_count()
 
     seed = None
     if not args.no_seed and args.backend in ("numpy", "cupy"):
@@ -794,7 +801,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cupy": _version("cupy") if rt.name == "cupy" else None,
         "xpconv": _version("xpconv"),
         "blas": blas,
-        "threads": {"requested": threads, "torch": torch_threads, **thread_info},
+        "threads": {
+            "requested": threads,
+            "torch": torch_threads,
+            "xpconv": xpconv_threads,
+            **thread_info,
+        },
         "backend": rt.name,
         "compare": compare,
         "device": device,

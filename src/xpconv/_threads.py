@@ -1,0 +1,110 @@
+"""Independent pieces of NumPy work on several CPU threads.
+
+NumPy runs each elementwise operation on one thread. Where xpconv's work is
+a loop of independent, cache-sized pieces of elementwise arithmetic (the
+depthwise kernel's chunks, :mod:`xpconv._depthwise`), Python threads can run
+the pieces side by side: NumPy lets go of the GIL inside each operation. The
+matrix products need none of this (the BLAS has its own threads), and neither
+do the other libraries (PyTorch has its own threads, CuPy the GPU, JAX and
+Dask their own schedulers), so :func:`xpconv._backend.host_workers` asks for
+threads for NumPy arrays only.
+
+How many: ``XPCONV_NUM_THREADS`` if set, otherwise the CPUs this process may
+run on; :func:`thread_limit` caps it for a block of code (as
+``threadpoolctl`` does for the BLAS)::
+
+    with xpconv.thread_limit(1):
+        y = xpconv.conv2d(x, w)  # everything on the calling thread
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
+__all__ = ["run_all", "thread_count", "thread_limit"]
+
+T = TypeVar("T")
+
+_LIMIT: ContextVar[int | None] = ContextVar("xpconv_thread_limit", default=None)
+
+
+class _Pool:
+    """The shared thread pool, with the process and size it was made for."""
+
+    executor: ThreadPoolExecutor | None = None
+    pid = 0
+    size = 0
+    lock = threading.Lock()
+
+
+def _available() -> int:
+    env = os.environ.get("XPCONV_NUM_THREADS", "").strip()
+    if env:
+        try:
+            value = int(env)
+        except ValueError:
+            value = 0
+        if value < 1:
+            msg = f"XPCONV_NUM_THREADS must be a positive integer, got {env!r}"
+            raise ValueError(msg)
+        return value
+    if hasattr(os, "sched_getaffinity"):  # the CPUs this process may use (Linux)
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def thread_count() -> int:
+    """Threads xpconv's own NumPy loops may use (at least 1)."""
+    limit = _LIMIT.get()
+    available = _available()
+    return available if limit is None else min(limit, available)
+
+
+@contextlib.contextmanager
+def thread_limit(threads: int) -> Iterator[None]:
+    """Within the block, run xpconv's own NumPy loops on at most ``threads`` threads.
+
+    The BLAS's threads are not affected (use ``threadpoolctl`` for those).
+    """
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        msg = f"threads must be a positive integer, got {threads!r}"
+        raise ValueError(msg)
+    token = _LIMIT.set(threads)
+    try:
+        yield
+    finally:
+        _LIMIT.reset(token)
+
+
+def _workers(threads: int) -> ThreadPoolExecutor:
+    """A pool of at least ``threads`` threads, made anew after a fork (a child
+    process inherits the pool object but none of its threads)."""
+    with _Pool.lock:
+        pid = os.getpid()
+        if _Pool.executor is None or _Pool.pid != pid or _Pool.size < threads:
+            if _Pool.executor is not None and _Pool.pid == pid:
+                _Pool.executor.shutdown(wait=False)
+            _Pool.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="xpconv")
+            _Pool.pid, _Pool.size = pid, threads
+        return _Pool.executor
+
+
+def run_all(tasks: Sequence[Callable[[], T]]) -> list[T]:
+    """Run the tasks, the first on the calling thread and the others on the pool.
+
+    Returns their results in order; an exception in a task is raised here.
+    """
+    if len(tasks) <= 1:
+        return [task() for task in tasks]
+    pool = _workers(len(tasks) - 1)
+    pending = [pool.submit(task) for task in tasks[1:]]
+    first = tasks[0]()
+    return [first, *(future.result() for future in pending)]

@@ -1,0 +1,153 @@
+"""xpconv's own threads (xpconv._threads): how many, and that results do not
+depend on them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+import xpconv
+from xpconv import _depthwise, _threads
+from xpconv._backend import host_workers
+
+
+def test_thread_count_follows_env_and_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XPCONV_NUM_THREADS", "3")
+    assert _threads.thread_count() == 3
+    with xpconv.thread_limit(2):
+        assert _threads.thread_count() == 2
+        with xpconv.thread_limit(5):  # a limit, not a request: 3 are available
+            assert _threads.thread_count() == 3
+        assert _threads.thread_count() == 2
+    assert _threads.thread_count() == 3
+    monkeypatch.delenv("XPCONV_NUM_THREADS")
+    assert _threads.thread_count() >= 1
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])
+def test_bad_env_value_is_named(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("XPCONV_NUM_THREADS", value)
+    with pytest.raises(ValueError, match=rf"XPCONV_NUM_THREADS.*positive integer.*{value!r}"):
+        _threads.thread_count()
+
+
+@pytest.mark.parametrize("value", [0, -1, True, 1.5, "2"])
+def test_bad_thread_limit_is_named(value: Any) -> None:
+    limit = xpconv.thread_limit(value)
+    with pytest.raises(ValueError, match=r"threads must be a positive integer"):
+        limit.__enter__()
+
+
+def test_run_all_keeps_order_and_raises() -> None:
+    def task(i: int) -> Any:
+        def run() -> int:
+            time.sleep(0.01 * (3 - i))  # later tasks finish first
+            return i
+
+        return run
+
+    assert _threads.run_all([task(i) for i in range(4)]) == [0, 1, 2, 3]
+
+    def fail() -> int:
+        msg = "in a worker"
+        raise RuntimeError(msg)
+
+    with pytest.raises(RuntimeError, match="in a worker"):
+        _threads.run_all([task(0), fail])
+
+
+def test_run_all_uses_other_threads() -> None:
+    seen: set[int] = set()
+    barrier = threading.Barrier(3, timeout=10)  # only passes if 3 run at once
+
+    def task() -> None:
+        seen.add(threading.get_ident())
+        barrier.wait()
+
+    _threads.run_all([task, task, task])
+    assert threading.get_ident() in seen
+    assert len(seen) == 3
+
+
+def test_only_numpy_gets_threads(backend: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XPCONV_NUM_THREADS", "3")
+    expected = 3 if backend.backend.value == "numpy" else 1
+    assert host_workers(backend.asarray(np.zeros(1))) == expected
+
+
+def _depthwise_results(dtype: str) -> list[np.ndarray]:
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((6, 8, 9, 7)).astype(dtype)
+    w = rng.standard_normal((8, 1, 3, 3)).astype(dtype)
+    b = rng.standard_normal(8).astype(dtype)
+    y = xpconv.conv2d(x, w, b, padding=1, groups=8)
+    return [y, *xpconv.conv2d_backward(np.sin(y), x, w, padding=1, groups=8)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_depthwise_same_on_any_thread_count(monkeypatch: pytest.MonkeyPatch, dtype: str) -> None:
+    """Each chunk is computed the same way whichever thread takes it, so the
+    results are identical, bit for bit."""
+    monkeypatch.setenv("XPCONV_NUM_THREADS", "3")
+    monkeypatch.setattr(_depthwise, "CPU_CHUNK_BYTES", 4 * 11 * 9 * np.dtype(dtype).itemsize)
+    shares: list[int] = []
+    original = _threads.run_all
+
+    def spy(tasks: Any) -> Any:
+        shares.append(len(tasks))
+        return original(tasks)
+
+    monkeypatch.setattr(_depthwise, "run_all", spy)
+    threaded = _depthwise_results(dtype)
+    assert shares == [3, 3], shares  # the output and the input gradient
+    with xpconv.thread_limit(1):
+        single = _depthwise_results(dtype)
+    assert shares[2:] == [1, 1], shares
+    for a, b in zip(threaded, single, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+# Run in a fresh interpreter: forking this one, where JAX or PyTorch may have
+# started threads of their own, is unsafe for reasons that are not xpconv's.
+_FORK_SCRIPT = """
+import multiprocessing, os
+import numpy as np
+import xpconv
+from xpconv import _depthwise
+
+os.environ["XPCONV_NUM_THREADS"] = "2"
+_depthwise.CPU_CHUNK_BYTES = 4 * 11 * 9 * 8
+x = np.random.default_rng(5).standard_normal((6, 8, 9, 7))
+w = np.ones((8, 1, 3, 3))
+
+def conv():
+    return xpconv.conv2d(x, w, padding=1, groups=8)
+
+def child(queue):
+    queue.put(conv())
+
+expected = conv()  # the parent's pool now exists
+ctx = multiprocessing.get_context("fork")
+queue = ctx.Queue()
+proc = ctx.Process(target=child, args=(queue,))
+proc.start()
+got = queue.get(timeout=30)
+proc.join(timeout=10)
+np.testing.assert_array_equal(got, expected)
+print("child ok")
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no fork on Windows")
+def test_threads_work_after_fork() -> None:
+    """A forked child inherits the pool but none of its threads: it must make its own."""
+    command = [sys.executable, "-c", _FORK_SCRIPT]
+    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr
+    assert "child ok" in done.stdout
