@@ -337,12 +337,23 @@ def _pointwise_grads(
     if x is None:
         return grad_x, None
     x3 = xp.reshape(x, (n, c, h * w))
+    # The operand with more rows goes on the left, as in _weight_grad_product:
+    # x[n] @ gy[n]^T (C, O) for C >= O. Measured fwd+bwd on the (32, 256, 14,
+    # 14) -> 64 layer against gy[n] @ x[n]^T, 9 alternating rounds: 0.91x the
+    # time in float32 (0.85-0.95 by round), 0.96x in float64 (0.93-0.98).
+    channels_left = c >= o
     grad_w = None
     for tile in plan_tiles(n, 1, o * c * _itemsize(x.dtype, xp), gpu=on_gpu(x)):
-        products = xp.matmul(gy[tile.batch, ...], xp.matrix_transpose(x3[tile.batch, ...]))
+        xs, gys = x3[tile.batch, ...], gy[tile.batch, ...]
+        if channels_left:
+            products = xp.matmul(xs, xp.matrix_transpose(gys))  # (n, C, O)
+        else:
+            products = xp.matmul(gys, xp.matrix_transpose(xs))  # (n, O, C)
         part = xp.sum(products, axis=0)
         grad_w = part if grad_w is None else grad_w + part
     assert grad_w is not None
+    if channels_left:
+        grad_w = contiguous(xp.matrix_transpose(grad_w))
     return grad_x, xp.reshape(grad_w, geom.weight_shape)
 
 
