@@ -47,13 +47,22 @@ from xpconv._backend import (
     is_mutable,
     padded_rows,
     scatter_add,
+    set_into,
     window_copy,
 )
 
 if TYPE_CHECKING:
     from xpconv._geometry import ConvGeometry
 
-__all__ = ["col2im", "col2im_gemm", "im2col", "im2col_gemm", "pad_input", "pad_region"]
+__all__ = [
+    "col2im",
+    "col2im_gemm",
+    "covering_tap",
+    "im2col",
+    "im2col_gemm",
+    "pad_input",
+    "pad_region",
+]
 
 Array = Any
 Namespace = Any
@@ -172,36 +181,99 @@ def im2col_gemm(
     return xp.concat((cols, ones), axis=0)
 
 
-def col2im_gemm(
-    cols: Array, geom: ConvGeometry, xp: Namespace, out: Array, key: tuple[slice, ...]
-) -> Array:
-    """Add GEMM-order columns (C*KH*KW, n*OH*OW) into the region ``out[key]``.
+def _clipped(first: int, step: int, count: int, size: int) -> tuple[int, int, int]:
+    """Window positions t in [0, count) whose pixel ``first + step*t`` lies in [0, size).
 
-    The adjoint of :func:`im2col_gemm`. ``out`` is the (N, C, Hp, Wp) padded
-    gradient and ``out[key]`` the (n, C, Hin, Wp) region that the columns'
-    windows cover. Where the backend has views (NumPy, CuPy, torch) the KH*KW
-    slices are added straight into ``out``; otherwise they are summed in a
-    (C, n, Hin, Wp) temporary that is added into ``out`` functionally. Returns
-    the updated ``out``.
+    Returns (t_lo, t_hi, pixel of t_lo); t_hi <= t_lo when there are none.
     """
-    kh, kw = geom.kernel_hw
-    oh, ow = geom.out_hw
-    region = out[key]
-    n, c, hin, win = (int(d) for d in region.shape)
+    t_lo = max(0, -(first // step))  # ceil(-first / step)
+    t_hi = min(count, -((first - size) // step))  # ceil((size - first) / step)
+    return t_lo, t_hi, first + step * t_lo
+
+
+def covering_tap(geom: ConvGeometry) -> tuple[int, int] | None:
+    """A kernel offset whose window covers every input pixel once, if there is one.
+
+    With stride 1 the window of offset (i, j) is a shifted copy of the output
+    grid; when it spans the whole input (``padding="same"``: the centre tap),
+    col2im can start by assigning that offset's block instead of adding every
+    offset into a zeroed gradient.
+    """
+    if geom.stride != (1, 1):
+        return None
+    (kh, kw), (dh, dw), (h, w), (oh, ow) = geom.kernel_hw, geom.dilation, geom.in_hw, geom.out_hw
+    top, _, left, _ = geom.pad
+    rows = [i for i in range(kh) if i * dh - top <= 0 and i * dh - top + oh >= h]
+    cols = [j for j in range(kw) if j * dw - left <= 0 and j * dw - left + ow >= w]
+    return (rows[0], cols[0]) if rows and cols else None
+
+
+def col2im_gemm(
+    cols: Array,
+    sub: ConvGeometry,
+    geom: ConvGeometry,
+    xp: Namespace,
+    grad_x: Array,
+    key: tuple[slice, ...],
+    *,
+    assign: tuple[int, int] | None = None,
+) -> Array:
+    """Add GEMM-order columns (C*KH*KW, n*OH*OW) into the input gradient ``grad_x``.
+
+    The adjoint of :func:`pad_region` followed by :func:`im2col_gemm`, for one
+    chunk: ``sub`` is the chunk's geometry and ``key`` its region of the
+    *padded* input (``functional._tile_geometry``), while ``grad_x`` is the
+    (N, C, H, W) gradient without padding. Each kernel offset's window is
+    clipped to the input, so the padding is never written, allocated or
+    cropped. Where the backend has views (NumPy, CuPy, torch) the KH*KW
+    slices are added straight into ``grad_x``, and ``assign`` (a
+    :func:`covering_tap`, for a chunk of whole samples) is written first
+    instead of added, so ``grad_x`` needs no zeros; otherwise they are summed
+    in a temporary that is added into ``grad_x`` functionally. Returns the
+    updated ``grad_x``.
+    """
+    kh, kw = sub.kernel_hw
+    (sh, sw), (dh, dw), (oh, ow) = sub.stride, sub.dilation, sub.out_hw
+    top, _, left, _ = geom.pad
+    h, w = geom.in_hw
+    batch, band = key[0], key[2]
+    row0, row1 = max(band.start - top, 0), min(band.stop - top, h)  # the band in x's rows
+    if row1 <= row0:  # the band lies wholly in the padding: nothing reaches x
+        return grad_x
+    n, c = sub.batch, geom.in_channels
     blocks = xp.reshape(cols, (c, kh, kw, n, oh, ow))
-    if is_mutable(region):
-        target = xp.permute_dims(region, (1, 0, 2, 3))  # a view of `out`
-        for i in range(kh):
-            for j in range(kw):
-                key_ij = (slice(None), slice(None), *_window_slices(geom, i, j))
-                add_into(target, key_ij, blocks[:, i, j, :, :, :])
-        return out
-    acc = xp.zeros((c, n, hin, win), dtype=cols.dtype, device=device_of(cols=cols))
-    for i in range(kh):
-        for j in range(kw):
-            key_ij = (slice(None), slice(None), *_window_slices(geom, i, j))
-            acc = add_into(acc, key_ij, blocks[:, i, j, :, :, :])
-    return add_into(out, key, xp.permute_dims(acc, (1, 0, 2, 3)))
+    mutable = is_mutable(grad_x)
+    if mutable:  # (C, n, rows, W): a view of grad_x
+        target = xp.permute_dims(grad_x[batch, :, row0:row1, :], (1, 0, 2, 3))
+    else:
+        target = xp.zeros((c, n, row1 - row0, w), dtype=cols.dtype, device=device_of(cols=cols))
+    offsets = [(i, j) for i in range(kh) for j in range(kw)]
+    if assign is not None and mutable:
+        offsets.remove(assign)
+        offsets.insert(0, assign)
+    for k, (i, j) in enumerate(offsets):
+        t_lo, t_hi, r = _clipped(band.start + i * dh - top - row0, sh, oh, row1 - row0)
+        u_lo, u_hi, q = _clipped(j * dw - left, sw, ow, w)
+        if t_hi <= t_lo or u_hi <= u_lo:  # this offset only sees padding
+            continue
+        dest = (
+            slice(None),
+            slice(None),
+            slice(r, r + sh * (t_hi - t_lo - 1) + 1, sh),
+            slice(q, q + sw * (u_hi - u_lo - 1) + 1, sw),
+        )
+        block = blocks[:, i, j, :, t_lo:t_hi, u_lo:u_hi]
+        if k == 0 and assign is not None and mutable:
+            set_into(target, dest, block)  # covers the whole target: no zeros needed
+        else:
+            target = add_into(target, dest, block)
+    if mutable:
+        return grad_x
+    return add_into(
+        grad_x,
+        (batch, slice(None), slice(row0, row1), slice(None)),
+        xp.permute_dims(target, (1, 0, 2, 3)),
+    )
 
 
 def im2col(x: Array, geom: ConvGeometry, xp: Namespace) -> Array:

@@ -19,15 +19,15 @@ rows (0 when there is no padding; about ``S / (KH*KW)`` for a stride-1
 layer: each chunk is padded on its own, ``_im2col.pad_region``), the memory
 xpconv allocates on top of its arguments is at most about::
 
-    forward  (conv2d):           P + S + T            + Y (the result)
-    backward (conv2d_backward):  P + S + T + G        + X + W (the results)
+    forward  (conv2d):           P + S + T + Y (the result)
+    backward (conv2d_backward):  P + S + T + X + W (the results)
 
-where ``G = N*C*Hp*Wp*b`` (or ``X`` without padding) is the gradient of the
-padded input that col2im accumulates into, and ``T`` is one chunk of the
-output gradient copied into matrix-product order. A stride-1 layer with
-O <= C gets its input gradient from a second convolution instead (of
-grad_output, see ``functional._stride1_input_grad``): there is no ``G``, and
-that convolution has its own ``P``, ``S`` and ``T``, never alive at the same
+where ``T`` is one chunk of the output gradient copied into matrix-product
+order. col2im adds the column gradient straight into the result ``X``, each
+window clipped to the input, so no padded gradient is allocated. A stride-1
+layer with O <= C gets its input gradient from a second convolution instead
+(of grad_output, see ``functional._stride1_input_grad``), and that
+convolution has its own ``P``, ``S`` and ``T``, never alive at the same
 time as the weight gradient's. A 1x1, stride-1, unpadded layer needs no
 columns at all (``P = S = 0``); its weight gradient is summed over batch
 chunks of (n, O, C) products of at most ``limit`` bytes. Backends without a
@@ -36,10 +36,12 @@ temporaries (columns and their gradient) instead of one.
 
 A stride-1 depthwise layer (``groups == C == O``) has no columns either
 (:mod:`xpconv._depthwise`): it works on chunks of padded planes of at most
-``limit / 3`` bytes (and, on the CPU, at most 512 KiB), with about three
-chunk-sized arrays alive at once (the padded chunk, the running sum, one
-term), so its workspace stays below ``limit`` on top of ``Y`` (forward) or
-``X + W`` (backward).
+``limit / (3 * threads)`` bytes (and, on the CPU, at most 512 KiB), with
+about three chunk-sized arrays alive at once in each of the ``threads``
+threads that work on chunks side by side (the padded chunk, the running sum,
+one term; one thread except for NumPy's forward pass, see
+:mod:`xpconv._threads`), so its workspace stays below ``limit`` on top of
+``Y`` (forward) or ``X + W`` (backward).
 
 The default limit for arrays in host memory, :data:`DEFAULT_WORKSPACE_BYTES`
 (16 MiB), keeps every chunk large enough for the matrix products to run at

@@ -15,6 +15,7 @@ from xpconv._backend import (
     add_into,
     contiguous,
     device_of,
+    is_mutable,
     matmul_into,
     namespace_of,
     on_gpu,
@@ -31,7 +32,14 @@ from xpconv._geometry import (
     transpose_geometry,
     window_geometry,
 )
-from xpconv._im2col import col2im, col2im_gemm, im2col, im2col_gemm, pad_region
+from xpconv._im2col import (
+    col2im,
+    col2im_gemm,
+    covering_tap,
+    im2col,
+    im2col_gemm,
+    pad_region,
+)
 from xpconv._workspace import Tile, plan_tiles
 
 __all__ = [
@@ -415,13 +423,21 @@ def conv2d_grads(
     tiles = _plan(geom, grad_output, xp, ones_row=fold)
     buf = _buffer(grad_output, geom, tiles, ones_row=fold)
     pad_buf = _pad_buffer(grad_output, geom, tiles) if unfold_x else None
-    grad_padded = (
-        xp.zeros(
-            (geom.batch, geom.in_channels, *geom.padded_hw), dtype=grad_output.dtype, device=dev
-        )
-        if fold_input
-        else None
-    )
+    # col2im writes the unpadded input gradient directly. When every chunk is
+    # whole samples and one kernel offset covers the input, col2im assigns that
+    # offset's block first and the gradient needs no zeros. Against a zeroed
+    # padded gradient and a cropped copy of it, fwd+bwd in alternating
+    # processes: MNIST-like layer 0.92x the time in float32, 0.96x in float64
+    # (7 rounds); 7x7 stem 0.98x in both (11 rounds, +-25% noise).
+    whole_samples = all(t.rows == slice(0, geom.out_hw[0]) for t in tiles)
+    mutable = is_mutable(grad_output)
+    assign = covering_tap(geom) if fold_input and mutable and whole_samples else None
+    if not fold_input:
+        grad_in = None
+    elif assign is not None:
+        grad_in = xp.empty(geom.input_shape, dtype=grad_output.dtype, device=dev)
+    else:
+        grad_in = xp.zeros(geom.input_shape, dtype=grad_output.dtype, device=dev)
     wg_t = xp.matrix_transpose(_grouped_weight(weight, geom, xp)) if fold_input else None
     # Short products (few column rows) go sample by sample, on the output
     # gradient as it is: no (O, N*OH*OW) copy of it (measured on the MNIST-like
@@ -448,21 +464,17 @@ def conv2d_grads(
                 part = _weight_grad_product(gy, _grouped_cols(cols, geom, xp), xp)
             del cols
             grad_w = part if grad_w is None else grad_w + part
-        if grad_padded is not None:
+        if grad_in is not None:
             assert wg_t is not None
             if by_sample:  # (n, C*KH*KW, rows*OW) -> a (C*KH*KW, n, rows*OW) view
                 dcols = xp.permute_dims(matmul_into(wg_t[0, ...], gy, buf), (1, 0, 2))
             else:
                 dcols = _gemm(wg_t, gy, xp, buf)  # (g, C/g*KH*KW, M), reusing the buffer
                 dcols = xp.reshape(dcols, (geom.in_channels * geom.kernel_area, -1))
-            grad_padded = col2im_gemm(dcols, sub, xp, grad_padded, key)
+            grad_in = col2im_gemm(dcols, sub, geom, xp, grad_in, key, assign=assign)
             del dcols
-    if grad_padded is not None:
-        top, _, left, _ = geom.pad
-        h, w = geom.in_hw
-        if grad_padded.shape[2:] != (h, w):
-            grad_padded = contiguous(grad_padded[:, :, top : top + h, left : left + w])
-        grad_x = grad_padded
+    if grad_in is not None:
+        grad_x = grad_in
     if grad_w is not None and fold:  # (1, O, C*KH*KW + 1): the last column is db
         grad_b = contiguous(grad_w[0, :, -1])
         grad_w = grad_w[:, :, :-1]
