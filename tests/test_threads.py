@@ -37,10 +37,13 @@ def test_bad_env_value_is_named(monkeypatch: pytest.MonkeyPatch, value: str) -> 
         _threads.thread_count()
 
 
-@pytest.mark.parametrize("value", [0, -1, True, 1.5, "2"])
-def test_bad_thread_limit_is_named(value: Any) -> None:
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [(0, ValueError), (-1, ValueError), (True, TypeError), (1.5, TypeError), ("2", TypeError)],
+)
+def test_bad_thread_limit_is_named(value: Any, error: type[Exception]) -> None:
     limit = xpconv.thread_limit(value)
-    with pytest.raises(ValueError, match=r"threads must be a positive integer"):
+    with pytest.raises(error, match=rf"threads must be a positive integer, got {value!r}"):
         limit.__enter__()
 
 

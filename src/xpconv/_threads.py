@@ -70,11 +70,41 @@ def thread_count() -> int:
 
 @contextlib.contextmanager
 def thread_limit(threads: int) -> Iterator[None]:
-    """Within the block, run xpconv's own NumPy loops on at most ``threads`` threads.
+    """Run xpconv's own NumPy loops on at most ``threads`` threads inside the block.
 
-    The BLAS's threads are not affected (use ``threadpoolctl`` for those).
+    Parameters
+    ----------
+    threads : int
+        Most threads; 1 keeps everything on the calling thread.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If `threads` is not an integer, or is below 1.
+
+    Notes
+    -----
+    Only the depthwise kernel's forward pass on NumPy arrays has such loops
+    (:mod:`xpconv._threads`); the BLAS's threads are not affected (use
+    ``threadpoolctl`` for those). Outside any limit xpconv uses
+    ``XPCONV_NUM_THREADS`` threads if that is set, otherwise one per CPU the
+    process may run on. The limit is a :class:`contextvars.ContextVar`, so
+    threads and asyncio tasks each see their own. Results do not depend on it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import xpconv
+    >>> x, w = np.ones((2, 4, 8, 8)), np.ones((4, 1, 3, 3))
+    >>> with xpconv.thread_limit(1):
+    ...     y = xpconv.conv2d(x, w, padding=1, groups=4)  # depthwise, on one thread
+    >>> float(y[0, 0, 4, 4])
+    9.0
     """
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+    if isinstance(threads, bool) or not isinstance(threads, int):
+        msg = f"threads must be a positive integer, got {threads!r}"
+        raise TypeError(msg)
+    if threads < 1:
         msg = f"threads must be a positive integer, got {threads!r}"
         raise ValueError(msg)
     token = _LIMIT.set(threads)
