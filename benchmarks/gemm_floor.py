@@ -21,8 +21,8 @@ For every standard layer with one group, and each dtype, this times in one run:
 ``gemm / torch`` is a floor for any formulation built on these BLAS products:
 no ordering, chunking or copy trick of im2col goes below it.
 ``(gemm + copies) / torch`` is what the route costs if every column goes
-through memory. Medians of alternating rounds; noisy on a shared machine,
-like every timing.
+through memory. Medians of alternating rounds, each block after a pause;
+noisy on a shared machine, like every timing.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ import numpy as np
 import xpconv
 from xpconv import functional
 from xpconv._geometry import ConvGeometry, conv_geometry
-from xpconv.bench import LAYERS, Layer, _blas_info, _cpu_name, _threads
+from xpconv.bench import LAYERS, SETTLE_S, Layer, _blas_info, _cpu_name, _threads
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -91,6 +91,10 @@ def _copies(layer: Layer) -> list[int]:
 
 
 def _median_ms(run: Callable[[], Any], repeat: int) -> float:
+    # A pause first, as in xpconv bench: OpenBLAS's worker threads spin for a
+    # while after a product and slowed PyTorch's next calls 2-3x when it ran
+    # right after xpconv.
+    time.sleep(SETTLE_S)
     run()
     times = []
     for _ in range(repeat):
