@@ -14,7 +14,8 @@ of every sample is one contiguous slice of the row::
 The thrown-away positions read across into the next plane or into a zero
 tail of ``reach`` (the largest shift) values that ends each row, never
 outside it. :mod:`xpconv._depthwise` multiplies those slices by one weight
-per channel, :mod:`xpconv._implicit` by a (O, C) weight matrix per tap.
+per channel. (An implicit GEMM, a (O, C) weight matrix per tap on the same
+slices, was measured and not adopted: ``docs/how-it-works.md``.)
 """
 
 from __future__ import annotations
