@@ -243,12 +243,13 @@ def col2im_gemm(
     n, c = sub.batch, geom.in_channels
     blocks = xp.reshape(cols, (c, kh, kw, n, oh, ow))
     mutable = is_mutable(grad_x)
+    assign = assign if mutable else None  # assigning needs a view to write through
     if mutable:  # (C, n, rows, W): a view of grad_x
         target = xp.permute_dims(grad_x[batch, :, row0:row1, :], (1, 0, 2, 3))
     else:
         target = xp.zeros((c, n, row1 - row0, w), dtype=cols.dtype, device=device_of(cols=cols))
     offsets = [(i, j) for i in range(kh) for j in range(kw)]
-    if assign is not None and mutable:
+    if assign is not None:
         offsets.remove(assign)
         offsets.insert(0, assign)
     for k, (i, j) in enumerate(offsets):
@@ -263,7 +264,7 @@ def col2im_gemm(
             slice(q, q + sw * (u_hi - u_lo - 1) + 1, sw),
         )
         block = blocks[:, i, j, :, t_lo:t_hi, u_lo:u_hi]
-        if k == 0 and assign is not None and mutable:
+        if k == 0 and assign is not None:
             set_into(target, dest, block)  # covers the whole target: no zeros needed
         else:
             target = add_into(target, dest, block)

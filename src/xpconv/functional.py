@@ -430,14 +430,10 @@ def conv2d_grads(
     # processes: MNIST-like layer 0.92x the time in float32, 0.96x in float64
     # (7 rounds); 7x7 stem 0.98x in both (11 rounds, +-25% noise).
     whole_samples = all(t.rows == slice(0, geom.out_hw[0]) for t in tiles)
-    mutable = is_mutable(grad_output)
-    assign = covering_tap(geom) if fold_input and mutable and whole_samples else None
-    if not fold_input:
-        grad_in = None
-    elif assign is not None:
-        grad_in = xp.empty(geom.input_shape, dtype=grad_output.dtype, device=dev)
-    else:
-        grad_in = xp.zeros(geom.input_shape, dtype=grad_output.dtype, device=dev)
+    assign = covering_tap(geom) if is_mutable(grad_output) and whole_samples else None
+    if fold_input:
+        start = xp.zeros if assign is None else xp.empty
+        grad_x = start(geom.input_shape, dtype=grad_output.dtype, device=dev)
     wg_t = xp.matrix_transpose(_grouped_weight(weight, geom, xp)) if fold_input else None
     # Short products (few column rows) go sample by sample, on the output
     # gradient as it is: no (O, N*OH*OW) copy of it (measured on the MNIST-like
@@ -464,17 +460,15 @@ def conv2d_grads(
                 part = _weight_grad_product(gy, _grouped_cols(cols, geom, xp), xp)
             del cols
             grad_w = part if grad_w is None else grad_w + part
-        if grad_in is not None:
+        if fold_input:
             assert wg_t is not None
             if by_sample:  # (n, C*KH*KW, rows*OW) -> a (C*KH*KW, n, rows*OW) view
                 dcols = xp.permute_dims(matmul_into(wg_t[0, ...], gy, buf), (1, 0, 2))
             else:
                 dcols = _gemm(wg_t, gy, xp, buf)  # (g, C/g*KH*KW, M), reusing the buffer
                 dcols = xp.reshape(dcols, (geom.in_channels * geom.kernel_area, -1))
-            grad_in = col2im_gemm(dcols, sub, geom, xp, grad_in, key, assign=assign)
+            grad_x = col2im_gemm(dcols, sub, geom, xp, grad_x, key, assign=assign)
             del dcols
-    if grad_in is not None:
-        grad_x = grad_in
     if grad_w is not None and fold:  # (1, O, C*KH*KW + 1): the last column is db
         grad_b = contiguous(grad_w[0, :, -1])
         grad_w = grad_w[:, :, :-1]
