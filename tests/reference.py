@@ -4,6 +4,13 @@ Nothing here imports xpconv: these functions are the definitions of the
 operations (PyTorch semantics), computed the slow, obvious way, so that a bug in
 xpconv's im2col/col2im or geometry code cannot hide in the oracle as well.
 
+Every operation works for any number D >= 1 of spatial dimensions. Each one is a
+Python loop over output (or input) positions; at each position a *window* of the
+zero-padded input (one dilated slice per spatial axis) is multiplied with the
+kernel by ``einsum``, which vectorises only over batch, channels and kernel taps.
+``tests/test_reference.py`` checks these loops against PyTorch and unfoldNd
+(D = 1, 2, 3) and against identities that need no other library (D = 4).
+
 ``SeedConvolutionLayer`` is the original educational layer
 (``shared/seed/convolution_layer_seed.txt``) with its lost tokens restored as
 DESIGN.md describes: fancy-index im2col with ``k, i, j`` index arrays,
@@ -12,29 +19,62 @@ DESIGN.md describes: fancy-index im2col with ``k, i, j`` index arrays,
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
 
 __all__ = [
     "SeedConvolutionLayer",
+    "conv",
     "conv2d",
     "conv2d_backward",
+    "conv_backward",
+    "conv_transpose",
     "conv_transpose2d",
+    "explicit_padding",
     "fold",
+    "nd_fold",
+    "nd_unfold",
+    "padding_pairs",
     "same_padding",
     "sigmoid",
+    "torch_conv",
+    "torch_conv2d",
+    "torch_conv2d_grads",
+    "torch_conv_grads",
+    "torch_conv_transpose",
+    "torch_conv_transpose2d",
+    "torch_fold",
+    "torch_unfold",
     "unfold",
 ]
 
+Pads = tuple[tuple[int, int], ...]
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def _ntuple(v: int | Sequence[int], d: int) -> tuple[int, ...]:
+    """An int repeated ``d`` times, or a sequence of exactly ``d`` ints."""
+    if isinstance(v, int | np.integer):
+        return (int(v),) * d
+    t = tuple(int(e) for e in v)
+    if len(t) != d:
+        msg = f"expected an int or {d} values, got {v!r}"
+        raise ValueError(msg)
+    return t
+
 
 def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+    return _ntuple(v, 2)  # type: ignore[return-value]
 
 
 def same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
@@ -45,34 +85,297 @@ def same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[in
     return total // 2, total - total // 2
 
 
+def _pad_pairs(padding: object, d: int) -> Pads:
+    """(before, after) per axis for an int, a D-tuple of ints or D (before, after) pairs."""
+    items = [padding] * d if isinstance(padding, int | np.integer) else list(padding)  # type: ignore[call-overload]
+    if len(items) != d:
+        msg = f"padding {padding!r} does not have {d} entries"
+        raise ValueError(msg)
+    pairs = []
+    for p in items:
+        before, after = (p, p) if isinstance(p, int | np.integer) else p
+        pairs.append((int(before), int(after)))
+    if any(v < 0 for pair in pairs for v in pair):
+        msg = f"negative padding {padding!r}"
+        raise ValueError(msg)
+    return tuple(pairs)
+
+
+def padding_pairs(
+    padding: object,
+    size: Sequence[int],
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    dilation: Sequence[int],
+) -> Pads:
+    """(before, after) zero padding per spatial axis.
+
+    ``padding`` is an int, a D-tuple of ints, 'valid', 'same' (the TensorFlow/JAX
+    rule for any stride, see ``same_padding``) or D (before, after) pairs.
+    """
+    d = len(size)
+    if isinstance(padding, str):
+        if padding == "valid":
+            return ((0, 0),) * d
+        if padding == "same":
+            return tuple(same_padding(*a) for a in zip(size, kernel, stride, dilation, strict=True))
+        msg = f"padding must be 'valid' or 'same', got {padding!r}"
+        raise ValueError(msg)
+    return _pad_pairs(padding, d)
+
+
 def explicit_padding(
     padding: object,
-    hw: tuple[int, int],
-    kernel: tuple[int, int],
-    stride: tuple[int, int],
-    dilation: tuple[int, int],
-) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) for an int, a pair, 'valid' or 'same'."""
-    if padding == "valid":
-        return 0, 0, 0, 0
-    if padding == "same":
-        t, b = same_padding(hw[0], kernel[0], stride[0], dilation[0])
-        left, r = same_padding(hw[1], kernel[1], stride[1], dilation[1])
-        return t, b, left, r
-    ph, pw = _pair(padding)  # type: ignore[arg-type]
-    return ph, ph, pw, pw
+    size: Sequence[int],
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    dilation: Sequence[int],
+) -> tuple[int, ...]:
+    """``padding_pairs`` flattened: (before_0, after_0, before_1, after_1, ...).
 
-
-def _zero_pad(x: np.ndarray, pad: tuple[int, int, int, int]) -> np.ndarray:
-    n, c, h, w = x.shape
-    top, bottom, left, right = pad
-    out = np.zeros((n, c, h + top + bottom, w + left + right), dtype=np.float64)
-    out[:, :, top : top + h, left : left + w] = x
-    return out
+    In 2-D that is (top, bottom, left, right).
+    """
+    return tuple(v for pair in padding_pairs(padding, size, kernel, stride, dilation) for v in pair)
 
 
 def _out_size(size: int, kernel: int, stride: int, dilation: int) -> int:
     return (size - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _window(
+    pos: tuple[int, ...], kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int]
+) -> tuple[slice, ...]:
+    """The taps of output position ``pos`` in the padded input: one dilated slice per axis."""
+    return tuple(
+        slice(p * s, p * s + d * (k - 1) + 1, d)
+        for p, k, s, d in zip(pos, kernel, stride, dilation, strict=True)
+    )
+
+
+def _zero_pad(x: np.ndarray, pads: Pads) -> np.ndarray:
+    """Zero padding of the trailing ``len(pads)`` axes."""
+    return np.pad(x, [(0, 0)] * (x.ndim - len(pads)) + [tuple(p) for p in pads])
+
+
+def _crop(x: np.ndarray, pads: Pads, size: Sequence[int]) -> np.ndarray:
+    """Undo ``_zero_pad``: the ``size`` region after the ``before`` pads."""
+    return x[(..., *(slice(b, b + n) for (b, _), n in zip(pads, size, strict=True)))]
+
+
+def _batched(a: object, d: int) -> tuple[np.ndarray, bool]:
+    """(float64 array with a batch axis, whether one was added) for D spatial axes."""
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim == d + 2:
+        return a, False
+    if a.ndim == d + 1:
+        return a[None], True
+    msg = f"expected {d + 1} or {d + 2} dimensions for {d} spatial axes, got shape {a.shape}"
+    raise ValueError(msg)
+
+
+def _spatial_dims(*args: object) -> int:
+    """D for unfold/fold: the length of any sequence argument, else 2 (as torch's unfold)."""
+    lengths = {len(a) for a in args if not isinstance(a, int | np.integer | str)}  # type: ignore[arg-type]
+    if len(lengths) > 1:
+        msg = f"arguments of different lengths: {args!r}"
+        raise ValueError(msg)
+    return lengths.pop() if lengths else 2
+
+
+# --------------------------------------------------------------------------- N-d loop references
+
+
+def conv(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None = None,
+    *,
+    stride: int | Sequence[int] = 1,
+    padding: object = 0,
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+) -> np.ndarray:
+    """Cross-correlation, D = weight.ndim - 2: one loop step per output position.
+
+    y[n, o, pos] = bias[o] + sum over c, taps of window(pos)[n, c, taps] * weight[o, c, taps],
+    with input channel c taken from the group of output channel o.
+    """
+    weight = np.asarray(weight, dtype=np.float64)
+    d = weight.ndim - 2
+    x, unbatched = _batched(x, d)
+    n, c, *size = x.shape
+    o, cg, *k = weight.shape
+    if c != cg * groups or o % groups:
+        msg = f"x {x.shape} / weight {weight.shape} do not fit groups={groups}"
+        raise ValueError(msg)
+    s, dil = _ntuple(stride, d), _ntuple(dilation, d)
+    xpad = _zero_pad(x, padding_pairs(padding, size, k, s, dil))
+    out = [_out_size(xpad.shape[2 + a], k[a], s[a], dil[a]) for a in range(d)]
+    xg = xpad.reshape(n, groups, cg, *xpad.shape[2:])
+    wg = weight.reshape(groups, o // groups, -1)  # (group, out channel, (channel, *taps))
+    y = np.zeros((n, o, *out))
+    for pos in np.ndindex(*out):
+        win = xg[(..., *_window(pos, k, s, dil))].reshape(n, groups, -1)
+        y[(..., *pos)] = np.einsum("ngi,goi->ngo", win, wg).reshape(n, o)
+    if bias is not None:
+        y += np.asarray(bias, dtype=np.float64).reshape(o, *[1] * d)
+    return y[0] if unbatched else y
+
+
+def conv_backward(
+    grad_output: np.ndarray,
+    x: np.ndarray,
+    weight: np.ndarray,
+    *,
+    stride: int | Sequence[int] = 1,
+    padding: object = 0,
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(grad_input, grad_weight, grad_bias) of ``sum(conv(x, weight, bias) * grad_output)``.
+
+    The adjoint of ``conv``'s loop: each output position sends its gradient back
+    to the window it read (grad_input) and to the taps that read it (grad_weight).
+    """
+    weight = np.asarray(weight, dtype=np.float64)
+    d = weight.ndim - 2
+    x, unbatched = _batched(x, d)
+    gy, _ = _batched(grad_output, d)
+    n, _, *size = x.shape
+    o, cg, *k = weight.shape
+    s, dil = _ntuple(stride, d), _ntuple(dilation, d)
+    pads = padding_pairs(padding, size, k, s, dil)
+    xpad = _zero_pad(x, pads)
+    out = [_out_size(xpad.shape[2 + a], k[a], s[a], dil[a]) for a in range(d)]
+    if gy.shape != (n, o, *out):
+        msg = f"grad_output shape {gy.shape} is not the output shape {(n, o, *out)}"
+        raise ValueError(msg)
+    xg = xpad.reshape(n, groups, cg, *xpad.shape[2:])
+    wg = weight.reshape(groups, o // groups, cg, *k)
+    gyg = gy.reshape(n, groups, o // groups, *out)
+    gxg, gwg = np.zeros_like(xg), np.zeros_like(wg)
+    for pos in np.ndindex(*out):
+        win = (..., *_window(pos, k, s, dil))
+        g = gyg[(..., *pos)]  # (batch, group, out channel)
+        gxg[win] += np.einsum("ngo,goc...->ngc...", g, wg)
+        gwg += np.einsum("ngo,ngc...->goc...", g, xg[win])
+    gx = _crop(gxg.reshape(xpad.shape), pads, size)
+    gb = gy.sum(axis=(0, *range(2, d + 2)))
+    return (gx[0] if unbatched else gx), gwg.reshape(weight.shape), gb
+
+
+def conv_transpose(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None = None,
+    *,
+    stride: int | Sequence[int] = 1,
+    padding: object = 0,
+    output_padding: int | Sequence[int] = 0,
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+) -> np.ndarray:
+    """Transposed convolution (weight (C_in, C_out/groups, *kernel)) by scattering.
+
+    Every input position adds its channels times the kernel into its window of
+    the full output; ``padding`` (torch's int or D-tuple, or (before, after)
+    pairs) is then cut off. ``output_padding`` extends the full output at the end.
+    """
+    weight = np.asarray(weight, dtype=np.float64)
+    d = weight.ndim - 2
+    x, unbatched = _batched(x, d)
+    n, cin, *size = x.shape
+    _, og, *k = weight.shape
+    cg = cin // groups
+    s, op, dil = _ntuple(stride, d), _ntuple(output_padding, d), _ntuple(dilation, d)
+    pads = _pad_pairs(padding, d)
+    full_size = [(size[a] - 1) * s[a] + dil[a] * (k[a] - 1) + 1 + op[a] for a in range(d)]
+    out = [full_size[a] - sum(pads[a]) for a in range(d)]
+    xg = x.reshape(n, groups, cg, *size)
+    wg = weight.reshape(groups, cg, og, *k)
+    full = np.zeros((n, groups, og, *full_size))
+    for pos in np.ndindex(*size):
+        full[(..., *_window(pos, k, s, dil))] += np.einsum(
+            "ngc,gco...->ngo...", xg[(..., *pos)], wg
+        )
+    y = _crop(full.reshape(n, groups * og, *full_size), pads, out)
+    if bias is not None:
+        y = y + np.asarray(bias, dtype=np.float64).reshape(-1, *[1] * d)
+    return y[0] if unbatched else y
+
+
+def unfold(
+    x: np.ndarray,
+    kernel_size: int | Sequence[int],
+    *,
+    dilation: int | Sequence[int] = 1,
+    padding: object = 0,
+    stride: int | Sequence[int] = 1,
+) -> np.ndarray:
+    """im2col: (N, C*prod(kernel), L) for any D.
+
+    Rows run over (channel, kernel offsets row-major), columns over the output
+    positions row-major, as torch.nn.functional.unfold. D is the length of any
+    tuple argument; with ints only, D = 2 (torch's unfold): give a D-tuple
+    kernel_size for other D. Unbatched input (C, *spatial) gives (C*prod(k), L).
+    """
+    d = _spatial_dims(kernel_size, dilation, padding, stride)
+    x, unbatched = _batched(x, d)
+    n, c, *size = x.shape
+    k, s, dil = _ntuple(kernel_size, d), _ntuple(stride, d), _ntuple(dilation, d)
+    xpad = _zero_pad(x, padding_pairs(padding, size, k, s, dil))
+    out = [_out_size(xpad.shape[2 + a], k[a], s[a], dil[a]) for a in range(d)]
+    cols = np.zeros((n, c * math.prod(k), math.prod(out)))
+    for col, pos in enumerate(np.ndindex(*out)):
+        cols[:, :, col] = xpad[(..., *_window(pos, k, s, dil))].reshape(n, -1)
+    return cols[0] if unbatched else cols
+
+
+def fold(
+    cols: np.ndarray,
+    output_size: int | Sequence[int],
+    kernel_size: int | Sequence[int],
+    *,
+    dilation: int | Sequence[int] = 1,
+    padding: object = 0,
+    stride: int | Sequence[int] = 1,
+) -> np.ndarray:
+    """col2im, the adjoint of ``unfold``: every column adds its window back in.
+
+    Overlapping windows sum. D as in ``unfold`` (output_size counts too);
+    unbatched columns (C*prod(k), L) give (C, *output_size).
+    """
+    d = _spatial_dims(output_size, kernel_size, dilation, padding, stride)
+    cols = np.asarray(cols, dtype=np.float64)
+    unbatched = cols.ndim == 2
+    if unbatched:
+        cols = cols[None]
+    size, k = _ntuple(output_size, d), _ntuple(kernel_size, d)
+    s, dil = _ntuple(stride, d), _ntuple(dilation, d)
+    pads = padding_pairs(padding, size, k, s, dil)
+    padded = [size[a] + sum(pads[a]) for a in range(d)]
+    out = [_out_size(padded[a], k[a], s[a], dil[a]) for a in range(d)]
+    n, rows, length = cols.shape
+    if rows % math.prod(k) or length != math.prod(out):
+        msg = f"columns {cols.shape[1:]} do not fit kernel {k} and {out} windows"
+        raise ValueError(msg)
+    c = rows // math.prod(k)
+    img = np.zeros((n, c, *padded))
+    for col, pos in enumerate(np.ndindex(*out)):
+        img[(..., *_window(pos, k, s, dil))] += cols[:, :, col].reshape(n, c, *k)
+    img = _crop(img, pads, size)
+    return img[0] if unbatched else img
+
+
+# --------------------------------------------------------------------------- 2-D names
+
+
+def _check_2d(weight: np.ndarray) -> np.ndarray:
+    weight = np.asarray(weight, dtype=np.float64)
+    if weight.ndim != 4:
+        msg = f"a 2-D weight has 4 dimensions, got shape {weight.shape}"
+        raise ValueError(msg)
+    return weight
 
 
 def conv2d(
@@ -85,37 +388,10 @@ def conv2d(
     dilation: int | tuple[int, int] = 1,
     groups: int = 1,
 ) -> np.ndarray:
-    """Cross-correlation by direct summation: one loop per output pixel and kernel tap."""
-    x = np.asarray(x, dtype=np.float64)
-    weight = np.asarray(weight, dtype=np.float64)
-    unbatched = x.ndim == 3
-    if unbatched:
-        x = x[None]
-    n, _, h, w = x.shape
-    o, cg, kh, kw = weight.shape
-    s, d = _pair(stride), _pair(dilation)
-    xpad = _zero_pad(x, explicit_padding(padding, (h, w), (kh, kw), s, d))
-    oh = _out_size(xpad.shape[2], kh, s[0], d[0])
-    ow = _out_size(xpad.shape[3], kw, s[1], d[1])
-    og = o // groups
-    y = np.zeros((n, o, oh, ow))
-    for b in range(n):
-        for oc in range(o):
-            g = oc // og
-            for r in range(oh):
-                for q in range(ow):
-                    acc = 0.0
-                    for ic in range(cg):
-                        for i in range(kh):
-                            for j in range(kw):
-                                acc += (
-                                    xpad[b, g * cg + ic, r * s[0] + i * d[0], q * s[1] + j * d[1]]
-                                    * weight[oc, ic, i, j]
-                                )
-                    y[b, oc, r, q] = acc
-    if bias is not None:
-        y += np.asarray(bias, dtype=np.float64)[None, :, None, None]
-    return y[0] if unbatched else y
+    """``conv`` for a 2-D kernel (weight (O, C/groups, KH, KW))."""
+    return conv(
+        x, _check_2d(weight), bias, stride=stride, padding=padding, dilation=dilation, groups=groups
+    )
 
 
 def conv2d_backward(
@@ -128,37 +404,16 @@ def conv2d_backward(
     dilation: int | tuple[int, int] = 1,
     groups: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(grad_input, grad_weight, grad_bias) by the chain rule, element by element."""
-    x = np.asarray(x, dtype=np.float64)
-    gy = np.asarray(grad_output, dtype=np.float64)
-    weight = np.asarray(weight, dtype=np.float64)
-    unbatched = x.ndim == 3
-    if unbatched:
-        x, gy = x[None], gy[None]
-    n, _, h, w = x.shape
-    o, cg, kh, kw = weight.shape
-    s, d = _pair(stride), _pair(dilation)
-    pad = explicit_padding(padding, (h, w), (kh, kw), s, d)
-    xpad = _zero_pad(x, pad)
-    gxpad = np.zeros_like(xpad)
-    gw = np.zeros_like(weight)
-    og = o // groups
-    _, _, oh, ow = gy.shape
-    for b in range(n):
-        for oc in range(o):
-            g = oc // og
-            for r in range(oh):
-                for q in range(ow):
-                    gval = gy[b, oc, r, q]
-                    for ic in range(cg):
-                        for i in range(kh):
-                            for j in range(kw):
-                                rr, qq = r * s[0] + i * d[0], q * s[1] + j * d[1]
-                                gw[oc, ic, i, j] += gval * xpad[b, g * cg + ic, rr, qq]
-                                gxpad[b, g * cg + ic, rr, qq] += gval * weight[oc, ic, i, j]
-    gx = gxpad[:, :, pad[0] : pad[0] + h, pad[2] : pad[2] + w]
-    gb = gy.sum(axis=(0, 2, 3))
-    return (gx[0] if unbatched else gx), gw, gb
+    """``conv_backward`` for a 2-D kernel."""
+    return conv_backward(
+        grad_output,
+        x,
+        _check_2d(weight),
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+    )
 
 
 def conv_transpose2d(
@@ -172,102 +427,17 @@ def conv_transpose2d(
     dilation: int | tuple[int, int] = 1,
     groups: int = 1,
 ) -> np.ndarray:
-    """Transposed convolution by scattering every input pixel times the kernel."""
-    x = np.asarray(x, dtype=np.float64)
-    weight = np.asarray(weight, dtype=np.float64)
-    unbatched = x.ndim == 3
-    if unbatched:
-        x = x[None]
-    n, cin, h, w = x.shape
-    _, og, kh, kw = weight.shape
-    s, p, op, d = _pair(stride), _pair(padding), _pair(output_padding), _pair(dilation)
-    hout = (h - 1) * s[0] - 2 * p[0] + d[0] * (kh - 1) + op[0] + 1
-    wout = (w - 1) * s[1] - 2 * p[1] + d[1] * (kw - 1) + op[1] + 1
-    cg = cin // groups
-    full = np.zeros((n, og * groups, hout + 2 * p[0], wout + 2 * p[1]))
-    for b in range(n):
-        for ic in range(cin):
-            g = ic // cg
-            for r in range(h):
-                for q in range(w):
-                    for oc in range(og):
-                        for i in range(kh):
-                            for j in range(kw):
-                                full[b, g * og + oc, r * s[0] + i * d[0], q * s[1] + j * d[1]] += (
-                                    x[b, ic, r, q] * weight[ic, oc, i, j]
-                                )
-    y = full[:, :, p[0] : p[0] + hout, p[1] : p[1] + wout]
-    if bias is not None:
-        y = y + np.asarray(bias, dtype=np.float64)[None, :, None, None]
-    return y[0] if unbatched else y
-
-
-def unfold(
-    x: np.ndarray,
-    kernel_size: int | tuple[int, int],
-    *,
-    stride: int | tuple[int, int] = 1,
-    padding: int | tuple[int, int] = 0,
-    dilation: int | tuple[int, int] = 1,
-) -> np.ndarray:
-    """im2col: (N, C*KH*KW, L), rows (channel, kernel row, kernel column)."""
-    x = np.asarray(x, dtype=np.float64)
-    unbatched = x.ndim == 3
-    if unbatched:
-        x = x[None]
-    n, c, _, _ = x.shape
-    (kh, kw), s, d = _pair(kernel_size), _pair(stride), _pair(dilation)
-    ph, pw = _pair(padding)
-    xpad = _zero_pad(x, (ph, ph, pw, pw))
-    oh = _out_size(xpad.shape[2], kh, s[0], d[0])
-    ow = _out_size(xpad.shape[3], kw, s[1], d[1])
-    cols = np.zeros((n, c * kh * kw, oh * ow))
-    for b in range(n):
-        for ch in range(c):
-            for i in range(kh):
-                for j in range(kw):
-                    row = (ch * kh + i) * kw + j
-                    for r in range(oh):
-                        for q in range(ow):
-                            cols[b, row, r * ow + q] = xpad[
-                                b, ch, r * s[0] + i * d[0], q * s[1] + j * d[1]
-                            ]
-    return cols[0] if unbatched else cols
-
-
-def fold(
-    cols: np.ndarray,
-    output_size: int | tuple[int, int],
-    kernel_size: int | tuple[int, int],
-    *,
-    stride: int | tuple[int, int] = 1,
-    padding: int | tuple[int, int] = 0,
-    dilation: int | tuple[int, int] = 1,
-) -> np.ndarray:
-    """col2im: add every column entry back to the pixel it was read from."""
-    cols = np.asarray(cols, dtype=np.float64)
-    unbatched = cols.ndim == 2
-    if unbatched:
-        cols = cols[None]
-    (h, w), (kh, kw), s, d = _pair(output_size), _pair(kernel_size), _pair(stride), _pair(dilation)
-    ph, pw = _pair(padding)
-    n, rows, _ = cols.shape
-    c = rows // (kh * kw)
-    oh = _out_size(h + 2 * ph, kh, s[0], d[0])
-    ow = _out_size(w + 2 * pw, kw, s[1], d[1])
-    out = np.zeros((n, c, h + 2 * ph, w + 2 * pw))
-    for b in range(n):
-        for ch in range(c):
-            for i in range(kh):
-                for j in range(kw):
-                    row = (ch * kh + i) * kw + j
-                    for r in range(oh):
-                        for q in range(ow):
-                            out[b, ch, r * s[0] + i * d[0], q * s[1] + j * d[1]] += cols[
-                                b, row, r * ow + q
-                            ]
-    out = out[:, :, ph : ph + h, pw : pw + w]
-    return out[0] if unbatched else out
+    """``conv_transpose`` for a 2-D kernel (weight (C_in, C_out/groups, KH, KW))."""
+    return conv_transpose(
+        x,
+        _check_2d(weight),
+        bias,
+        stride=stride,
+        padding=padding,
+        output_padding=output_padding,
+        dilation=dilation,
+        groups=groups,
+    )
 
 
 # --------------------------------------------------------------------------- the seed
@@ -360,19 +530,106 @@ class SeedConvolutionLayer:
 
 
 # --------------------------------------------------------------------------- PyTorch oracles
-# float64 results of torch.nn.functional and autograd, as NumPy arrays. 'same'
-# is applied as explicit (possibly asymmetric) zero padding, so every stride works.
+# float64 results of torch.nn.functional, autograd and unfoldNd, as NumPy arrays
+# (D = 1, 2, 3: torch has no 4-D convolution). Padding that torch takes itself
+# (ints, D-tuples, 'valid', 'same' at stride 1) is passed to torch; 'same' at a
+# larger stride and (before, after) pairs become explicit, possibly asymmetric,
+# zero padding with F.pad first, so every stride works.
 
 
-def _torch_padded(x: np.ndarray, padding: object, weight_hw, stride, dilation):
+def _tensor(a: object) -> Any:
     import torch
 
-    t = torch.from_numpy(np.asarray(x, dtype=np.float64))
-    hw = tuple(t.shape[-2:])
-    top, bottom, left, right = explicit_padding(
-        padding, hw, tuple(weight_hw), _pair(stride), _pair(dilation)
+    return torch.from_numpy(np.asarray(a, dtype=np.float64))
+
+
+def _torch_conv_tensors(
+    xt: Any,
+    wt: Any,
+    bt: Any,
+    *,
+    stride: int | Sequence[int],
+    padding: object,
+    dilation: int | Sequence[int],
+    groups: int,
+) -> Any:
+    """F.conv1d/2d/3d on tensors (differentiable), 'same' at any stride and pairs included."""
+    import torch
+
+    f = torch.nn.functional
+    d = wt.ndim - 2
+    s, dil = _ntuple(stride, d), _ntuple(dilation, d)
+    items = [padding] if isinstance(padding, int | np.integer | str) else list(padding)  # type: ignore[call-overload]
+    ints = all(isinstance(p, int | np.integer) for p in items)
+    if not (ints or padding == "valid" or (padding == "same" and s == (1,) * d)):
+        pads = padding_pairs(padding, tuple(xt.shape[-d:]), tuple(wt.shape[2:]), s, dil)
+        xt = f.pad(xt, [v for pair in reversed(pads) for v in pair])
+        padding = 0
+    if not isinstance(padding, str):
+        padding = _ntuple(padding, d)  # type: ignore[arg-type]
+    conv_nd = {1: f.conv1d, 2: f.conv2d, 3: f.conv3d}[d]
+    with warnings.catch_warnings():  # torch pads a copy for 'same' with even kernels: fine here
+        warnings.filterwarnings("ignore", "Using padding='same'", UserWarning)
+        return conv_nd(xt, wt, bt, stride=s, padding=padding, dilation=dil, groups=groups)
+
+
+def torch_conv(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None = None,
+    *,
+    stride: int | Sequence[int] = 1,
+    padding: object = 0,
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+) -> np.ndarray:
+    """torch.nn.functional.conv1d/2d/3d (D = weight.ndim - 2)."""
+    b = None if bias is None else _tensor(bias)
+    return _torch_conv_tensors(
+        _tensor(x),
+        _tensor(weight),
+        b,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+    ).numpy()
+
+
+def torch_conv_grads(
+    grad_output: np.ndarray,
+    x: np.ndarray,
+    weight: np.ndarray,
+    *,
+    stride: int | Sequence[int] = 1,
+    padding: object = 0,
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dL/dx, dL/dW, dL/db) of ``sum(conv(x, W, b) * grad_output)`` by torch autograd."""
+    import torch
+
+    xt = _tensor(x).requires_grad_()
+    wt = _tensor(weight).requires_grad_()
+    bt = torch.zeros(wt.shape[0], dtype=torch.float64, requires_grad=True)
+    y = _torch_conv_tensors(
+        xt, wt, bt, stride=stride, padding=padding, dilation=dilation, groups=groups
     )
-    return torch.nn.functional.pad(t, (left, right, top, bottom))
+    y.backward(_tensor(grad_output))
+    return xt.grad.numpy(), wt.grad.numpy(), bt.grad.numpy()
+
+
+def torch_conv_transpose(
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, **kwargs: object
+) -> np.ndarray:
+    """torch.nn.functional.conv_transpose1d/2d/3d (D = weight.ndim - 2)."""
+    import torch
+
+    f = torch.nn.functional
+    wt = _tensor(weight)
+    conv_nd = {1: f.conv_transpose1d, 2: f.conv_transpose2d, 3: f.conv_transpose3d}[wt.ndim - 2]
+    b = None if bias is None else _tensor(bias)
+    return conv_nd(_tensor(x), wt, b, **kwargs).numpy()
 
 
 def torch_conv2d(
@@ -385,13 +642,10 @@ def torch_conv2d(
     dilation: int | tuple[int, int] = 1,
     groups: int = 1,
 ) -> np.ndarray:
-    import torch
-
-    w = torch.from_numpy(np.asarray(weight, dtype=np.float64))
-    b = None if bias is None else torch.from_numpy(np.asarray(bias, dtype=np.float64))
-    xt = _torch_padded(x, padding, w.shape[-2:], stride, dilation)
-    y = torch.nn.functional.conv2d(xt, w, b, stride=stride, dilation=dilation, groups=groups)
-    return y.numpy()
+    """``torch_conv`` for a 2-D kernel."""
+    return torch_conv(
+        x, _check_2d(weight), bias, stride=stride, padding=padding, dilation=dilation, groups=groups
+    )
 
 
 def torch_conv2d_grads(
@@ -404,57 +658,56 @@ def torch_conv2d_grads(
     dilation: int | tuple[int, int] = 1,
     groups: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(dL/dx, dL/dW, dL/db) of ``sum(conv2d(x, W, b) * grad_output)`` by torch autograd."""
-    import torch
-
-    xt = torch.from_numpy(np.asarray(x, dtype=np.float64)).requires_grad_()
-    wt = torch.from_numpy(np.asarray(weight, dtype=np.float64)).requires_grad_()
-    bt = torch.zeros(wt.shape[0], dtype=torch.float64, requires_grad=True)
-    top, bottom, left, right = explicit_padding(
-        padding, tuple(xt.shape[-2:]), tuple(wt.shape[-2:]), _pair(stride), _pair(dilation)
-    )
-    y = torch.nn.functional.conv2d(
-        torch.nn.functional.pad(xt, (left, right, top, bottom)),
-        wt,
-        bt,
+    """``torch_conv_grads`` for a 2-D kernel."""
+    return torch_conv_grads(
+        grad_output,
+        x,
+        _check_2d(weight),
         stride=stride,
+        padding=padding,
         dilation=dilation,
         groups=groups,
     )
-    y.backward(torch.from_numpy(np.asarray(grad_output, dtype=np.float64)))
-    return xt.grad.numpy(), wt.grad.numpy(), bt.grad.numpy()
 
 
 def torch_conv_transpose2d(
     x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, **kwargs: object
 ) -> np.ndarray:
-    import torch
-
-    b = None if bias is None else torch.from_numpy(np.asarray(bias, dtype=np.float64))
-    return torch.nn.functional.conv_transpose2d(
-        torch.from_numpy(np.asarray(x, dtype=np.float64)),
-        torch.from_numpy(np.asarray(weight, dtype=np.float64)),
-        b,
-        **kwargs,
-    ).numpy()
+    """``torch_conv_transpose`` for a 2-D kernel."""
+    return torch_conv_transpose(x, _check_2d(weight), bias, **kwargs)
 
 
 def torch_unfold(x: np.ndarray, kernel_size: object, **kwargs: object) -> np.ndarray:
+    """torch.nn.functional.unfold (2-D only)."""
     import torch
 
-    return torch.nn.functional.unfold(
-        torch.from_numpy(np.asarray(x, dtype=np.float64)), kernel_size, **kwargs
-    ).numpy()
+    return torch.nn.functional.unfold(_tensor(x), kernel_size, **kwargs).numpy()
 
 
 def torch_fold(
     cols: np.ndarray, output_size: object, kernel_size: object, **kwargs: object
 ) -> np.ndarray:
+    """torch.nn.functional.fold (2-D only)."""
     import torch
 
-    return torch.nn.functional.fold(
-        torch.from_numpy(np.asarray(cols, dtype=np.float64)), output_size, kernel_size, **kwargs
-    ).numpy()
+    return torch.nn.functional.fold(_tensor(cols), output_size, kernel_size, **kwargs).numpy()
+
+
+def nd_unfold(x: np.ndarray, kernel_size: object, **kwargs: object) -> np.ndarray:
+    """unfoldNd.unfoldNd: batched x only, D = x.ndim - 2 in 1, 2, 3."""
+    from unfoldNd import unfoldNd
+
+    return unfoldNd(_tensor(x), kernel_size, **kwargs).numpy()
+
+
+def nd_fold(
+    cols: np.ndarray, output_size: int | Sequence[int], kernel_size: object, **kwargs: object
+) -> np.ndarray:
+    """unfoldNd.foldNd: batched columns only, D as in ``fold`` (1, 2, 3)."""
+    from unfoldNd import foldNd
+
+    d = _spatial_dims(output_size, kernel_size, *kwargs.values())
+    return foldNd(_tensor(cols), _ntuple(output_size, d), kernel_size, **kwargs).numpy()
 
 
 # --------------------------------------------------------------------------- comparison
