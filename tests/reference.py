@@ -138,8 +138,18 @@ def explicit_padding(
     return tuple(v for pair in padding_pairs(padding, size, kernel, stride, dilation) for v in pair)
 
 
-def _out_size(size: int, kernel: int, stride: int, dilation: int) -> int:
-    return (size - dilation * (kernel - 1) - 1) // stride + 1
+def _out_sizes(
+    padded: Sequence[int], kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int]
+) -> list[int]:
+    """Output positions per axis; like torch, no window at all is an error."""
+    out = [
+        (n - d * (k - 1) - 1) // s + 1
+        for n, k, s, d in zip(padded, kernel, stride, dilation, strict=True)
+    ]
+    if min(out, default=1) < 1:
+        msg = f"kernel {tuple(kernel)}, dilation {tuple(dilation)}: no window in {tuple(padded)}"
+        raise ValueError(msg)
+    return out
 
 
 def _window(
@@ -210,7 +220,7 @@ def conv(
         raise ValueError(msg)
     s, dil = _ntuple(stride, d), _ntuple(dilation, d)
     xpad = _zero_pad(x, padding_pairs(padding, size, k, s, dil))
-    out = [_out_size(xpad.shape[2 + a], k[a], s[a], dil[a]) for a in range(d)]
+    out = _out_sizes(xpad.shape[2:], k, s, dil)
     xg = xpad.reshape(n, groups, cg, *xpad.shape[2:])
     wg = weight.reshape(groups, o // groups, -1)  # (group, out channel, (channel, *taps))
     y = np.zeros((n, o, *out))
@@ -246,7 +256,7 @@ def conv_backward(
     s, dil = _ntuple(stride, d), _ntuple(dilation, d)
     pads = padding_pairs(padding, size, k, s, dil)
     xpad = _zero_pad(x, pads)
-    out = [_out_size(xpad.shape[2 + a], k[a], s[a], dil[a]) for a in range(d)]
+    out = _out_sizes(xpad.shape[2:], k, s, dil)
     if gy.shape != (n, o, *out):
         msg = f"grad_output shape {gy.shape} is not the output shape {(n, o, *out)}"
         raise ValueError(msg)
@@ -324,7 +334,7 @@ def unfold(
     n, c, *size = x.shape
     k, s, dil = _ntuple(kernel_size, d), _ntuple(stride, d), _ntuple(dilation, d)
     xpad = _zero_pad(x, padding_pairs(padding, size, k, s, dil))
-    out = [_out_size(xpad.shape[2 + a], k[a], s[a], dil[a]) for a in range(d)]
+    out = _out_sizes(xpad.shape[2:], k, s, dil)
     cols = np.zeros((n, c * math.prod(k), math.prod(out)))
     for col, pos in enumerate(np.ndindex(*out)):
         cols[:, :, col] = xpad[(..., *_window(pos, k, s, dil))].reshape(n, -1)
@@ -354,7 +364,7 @@ def fold(
     s, dil = _ntuple(stride, d), _ntuple(dilation, d)
     pads = padding_pairs(padding, size, k, s, dil)
     padded = [size[a] + sum(pads[a]) for a in range(d)]
-    out = [_out_size(padded[a], k[a], s[a], dil[a]) for a in range(d)]
+    out = _out_sizes(padded, k, s, dil)
     n, rows, length = cols.shape
     if rows % math.prod(k) or length != math.prod(out):
         msg = f"columns {cols.shape[1:]} do not fit kernel {k} and {out} windows"

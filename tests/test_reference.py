@@ -428,3 +428,14 @@ def test_2d_names_are_the_2d_case() -> None:
     _close(ref.unfold(x3, 2, stride=2), ref.torch_unfold(x3, 2, stride=2))
     hand = np.array([[0, 1, 3, 4], [1, 2, 4, 5], [3, 4, 6, 7], [4, 5, 7, 8]], dtype=float)
     np.testing.assert_array_equal(ref.unfold(np.arange(9.0).reshape(1, 1, 3, 3), 2), hand[None])
+
+
+def test_kernel_larger_than_padded_input_is_an_error() -> None:
+    """As in torch: no window at all raises instead of giving an empty output."""
+    with pytest.raises(ValueError, match="no window"):
+        ref.conv(np.ones((1, 1, 3)), np.ones((1, 1, 4)))
+    with pytest.raises(ValueError, match="no window"):
+        ref.unfold(np.ones((1, 1, 2, 5)), (3, 1))
+    np.testing.assert_array_equal(
+        ref.conv(np.ones((1, 1, 3)), np.ones((1, 1, 4)), padding="same"), [[[3.0, 3.0, 2.0]]]
+    )
