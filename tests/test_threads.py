@@ -3,6 +3,7 @@ depend on them."""
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 import threading
@@ -76,6 +77,36 @@ def test_run_all_uses_other_threads() -> None:
     _threads.run_all([task, task, task])
     assert threading.get_ident() in seen
     assert len(seen) == 3
+
+
+def test_run_all_from_many_threads_while_the_pool_grows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Callers that need more threads than the pool has make it grow while
+    others are submitting to it: no call may find its pool shut down."""
+    monkeypatch.setattr(_threads._Pool, "executor", None)
+    monkeypatch.setattr(_threads._Pool, "size", 0)
+
+    def fresh_pool() -> None:  # so that every round grows the pool from nothing
+        _threads._Pool.executor, _threads._Pool.size = None, 0
+
+    callers, rounds = 16, 20
+    barrier = threading.Barrier(callers, action=fresh_pool, timeout=30)
+    failed: list[BaseException] = []
+
+    def caller(tasks: int) -> None:
+        for _ in range(rounds):
+            barrier.wait()
+            try:
+                got = _threads.run_all([functools.partial(int, i) for i in range(tasks)])
+                assert got == list(range(tasks))
+            except Exception as exc:  # collected, reported below
+                failed.append(exc)
+
+    threads = [threading.Thread(target=caller, args=(2 + k,)) for k in range(callers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failed, f"{len(failed)} of {callers * rounds} calls failed, first: {failed[0]!r}"
 
 
 def test_only_numpy_gets_threads(backend: Any, monkeypatch: pytest.MonkeyPatch) -> None:

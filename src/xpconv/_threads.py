@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, TypeVar
 
@@ -114,27 +114,37 @@ def thread_limit(threads: int) -> Iterator[None]:
         _LIMIT.reset(token)
 
 
-def _workers(threads: int) -> ThreadPoolExecutor:
-    """A pool of at least ``threads`` threads, made anew after a fork (a child
-    process inherits the pool object but none of its threads)."""
+def _submit(tasks: Sequence[Callable[[], T]]) -> list[Future[T]]:
+    """Submit the tasks to a pool of at least ``len(tasks)`` threads.
+
+    The pool is shared by every calling thread and made larger when a call
+    needs more threads than it has. The old, smaller pool is shut down then,
+    and a pool that is shut down refuses new tasks. Looking up the pool and
+    submitting to it under one lock means no thread can submit to a pool that
+    another has just shut down; the tasks already submitted to it still run
+    (``shutdown(wait=False)`` cancels nothing), and its threads end once they
+    are done. A child process made by ``fork`` inherits the pool but none of
+    its threads: it makes a pool of its own (and must not shut the inherited
+    one down, whose lock may be held by a thread that is gone).
+    """
     with _Pool.lock:
         pid = os.getpid()
-        if _Pool.executor is None or _Pool.pid != pid or _Pool.size < threads:
+        if _Pool.executor is None or _Pool.pid != pid or _Pool.size < len(tasks):
             if _Pool.executor is not None and _Pool.pid == pid:
                 _Pool.executor.shutdown(wait=False)
-            _Pool.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="xpconv")
-            _Pool.pid, _Pool.size = pid, threads
-        return _Pool.executor
+            _Pool.executor = ThreadPoolExecutor(max_workers=len(tasks), thread_name_prefix="xpconv")
+            _Pool.pid, _Pool.size = pid, len(tasks)
+        return [_Pool.executor.submit(task) for task in tasks]
 
 
 def run_all(tasks: Sequence[Callable[[], T]]) -> list[T]:
     """Run the tasks, the first on the calling thread and the others on the pool.
 
     Returns their results in order; an exception in a task is raised here.
+    Safe to call from any number of threads at once.
     """
     if len(tasks) <= 1:
         return [task() for task in tasks]
-    pool = _workers(len(tasks) - 1)
-    pending = [pool.submit(task) for task in tasks[1:]]
+    pending = _submit(tasks[1:])
     first = tasks[0]()
     return [first, *(future.result() for future in pending)]
