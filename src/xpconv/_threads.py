@@ -15,6 +15,25 @@ run on; :func:`thread_limit` caps it for a block of code (as
 
     with xpconv.thread_limit(1):
         y = xpconv.conv2d(x, w)  # everything on the calling thread
+
+Either way there are never more threads than CPUs this process may run on
+(``os.sched_getaffinity(0)`` where the OS has it, else ``os.cpu_count()``):
+``XPCONV_NUM_THREADS=64`` on a 2-CPU machine, or in a container or batch job
+pinned to 2 CPUs, means 2. More threads than CPUs cannot run the pieces any
+sooner; they only take turns and thrash the caches.
+
+``XPCONV_NUM_THREADS`` must be a positive integer. Anything else (``abc``,
+``0``, ``-3``, ``2.5``) is reported with a :class:`RuntimeWarning` that names
+the variable and the value, when xpconv is imported (and again if the
+variable is changed to another bad value later), and is then ignored: one
+thread per CPU, as if it were unset. This is what the OpenMP runtimes do with
+a bad ``OMP_NUM_THREADS`` (GCC's libgomp prints "Invalid value for environment
+variable OMP_NUM_THREADS" and uses its default). It is not an error, because
+the variable only tunes speed, never results, and an exception at import
+would break every program that imports xpconv, even one that never runs a
+depthwise layer (numexpr's ``int(os.environ[...])`` at import did just that,
+pydata/numexpr#421). Run Python with ``-W error::RuntimeWarning`` (or pytest
+with ``filterwarnings = error``) to make it fail instead.
 """
 
 from __future__ import annotations
@@ -22,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, TypeVar
@@ -32,6 +52,8 @@ if TYPE_CHECKING:
 __all__ = ["run_all", "thread_count", "thread_limit"]
 
 T = TypeVar("T")
+
+_ENV = "XPCONV_NUM_THREADS"
 
 _LIMIT: ContextVar[int | None] = ContextVar("xpconv_thread_limit", default=None)
 
@@ -45,20 +67,42 @@ class _Pool:
     lock = threading.Lock()
 
 
-def _available() -> int:
-    env = os.environ.get("XPCONV_NUM_THREADS", "").strip()
-    if env:
-        try:
-            value = int(env)
-        except ValueError:
-            value = 0
-        if value < 1:
-            msg = f"XPCONV_NUM_THREADS must be a positive integer, got {env!r}"
-            raise ValueError(msg)
-        return value
-    if hasattr(os, "sched_getaffinity"):  # the CPUs this process may use (Linux)
+def _cpus() -> int:
+    """The CPUs this process may run on (at least 1): no more threads can help."""
+    if hasattr(os, "sched_getaffinity"):  # the affinity mask (Linux): containers, taskset
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)
+
+
+def _requested() -> int | None:
+    """``XPCONV_NUM_THREADS`` as a positive integer; ``None`` if unset or bad.
+
+    A bad value gets a :class:`RuntimeWarning` (see the module docstring),
+    attributed to this line whoever asked, so that Python's default filter
+    shows it once per distinct value rather than on every call.
+    """
+    text = os.environ.get(_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value >= 1:
+        return value
+    msg = (
+        f"{_ENV} must be a positive integer, got {text!r}; ignoring it and using "
+        f"one thread per CPU this process may run on ({_cpus()})"
+    )
+    warnings.warn(msg, RuntimeWarning, stacklevel=1)
+    return None
+
+
+def _available() -> int:
+    """``XPCONV_NUM_THREADS`` (read on every call) or the CPUs, at most the CPUs."""
+    cpus = _cpus()
+    requested = _requested()
+    return cpus if requested is None else min(requested, cpus)
 
 
 def thread_count() -> int:
@@ -88,8 +132,10 @@ def thread_limit(threads: int) -> Iterator[None]:
     (:mod:`xpconv._threads`); the BLAS's threads are not affected (use
     ``threadpoolctl`` for those). Outside any limit xpconv uses
     ``XPCONV_NUM_THREADS`` threads if that is set, otherwise one per CPU the
-    process may run on. The limit is a :class:`contextvars.ContextVar`, so
-    threads and asyncio tasks each see their own. Results do not depend on it.
+    process may run on, and never more threads than such CPUs, whatever the
+    limit or the variable asks for. The limit is a
+    :class:`contextvars.ContextVar`, so threads and asyncio tasks each see
+    their own. Results do not depend on it.
 
     Examples
     --------
@@ -148,3 +194,8 @@ def run_all(tasks: Sequence[Callable[[], T]]) -> list[T]:
     pending = _submit(tasks[1:])
     first = tasks[0]()
     return [first, *(future.result() for future in pending)]
+
+
+# Report a bad XPCONV_NUM_THREADS now, when xpconv is imported, rather than
+# at the first depthwise convolution, which may come much later or never.
+_requested()
