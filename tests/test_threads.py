@@ -90,12 +90,33 @@ def test_bad_env_value_is_reported_at_import() -> None:
 
 @pytest.mark.parametrize(
     ("value", "error"),
-    [(0, ValueError), (-1, ValueError), (True, TypeError), (1.5, TypeError), ("2", TypeError)],
+    [
+        (0, ValueError),
+        (-1, ValueError),
+        (np.int64(0), ValueError),
+        (True, TypeError),
+        (np.True_, TypeError),
+        (1.5, TypeError),
+        (np.float64(2.0), TypeError),
+        ("2", TypeError),
+    ],
 )
 def test_bad_thread_limit_is_named(value: Any, error: type[Exception]) -> None:
     limit = xpconv.thread_limit(value)
-    with pytest.raises(error, match=rf"threads must be a positive integer, got {value!r}"):
+    expected = re.escape(f"threads must be a positive integer, got {value!r}")
+    with pytest.raises(error, match=expected):
         limit.__enter__()
+
+
+@pytest.mark.usefixtures("many_cpus")
+@pytest.mark.parametrize("value", [np.int64(2), np.int32(3), np.uint8(1), np.array(2)])
+def test_thread_limit_takes_any_integer(monkeypatch: pytest.MonkeyPatch, value: Any) -> None:
+    """Any integer type, as workspace_limit takes: a count from NumPy is common."""
+    monkeypatch.setenv("XPCONV_NUM_THREADS", "8")
+    with xpconv.thread_limit(value):
+        count = _threads.thread_count()
+    assert count == int(value)
+    assert type(count) is int
 
 
 def test_run_all_keeps_order_and_raises() -> None:

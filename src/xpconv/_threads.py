@@ -39,6 +39,7 @@ with ``filterwarnings = error``) to make it fail instead.
 from __future__ import annotations
 
 import contextlib
+import operator
 import os
 import threading
 import warnings
@@ -119,7 +120,9 @@ def thread_limit(threads: int) -> Iterator[None]:
     Parameters
     ----------
     threads : int
-        Most threads; 1 keeps everything on the calling thread.
+        Most threads; 1 keeps everything on the calling thread. Any integer
+        type is accepted (``operator.index``: ``int``, ``numpy.int64``, ...),
+        but not ``bool`` or a float.
 
     Raises
     ------
@@ -147,17 +150,25 @@ def thread_limit(threads: int) -> Iterator[None]:
     >>> float(y[0, 0, 4, 4])
     9.0
     """
-    if isinstance(threads, bool) or not isinstance(threads, int):
-        msg = f"threads must be a positive integer, got {threads!r}"
-        raise TypeError(msg)
-    if threads < 1:
-        msg = f"threads must be a positive integer, got {threads!r}"
-        raise ValueError(msg)
-    token = _LIMIT.set(threads)
+    token = _LIMIT.set(_check_threads(threads))
     try:
         yield
     finally:
         _LIMIT.reset(token)
+
+
+def _check_threads(threads: object) -> int:
+    """`threads` as an ``int`` if it is a positive integer of any integer type."""
+    msg = f"threads must be a positive integer, got {threads!r}"
+    if isinstance(threads, bool):  # an int to Python, but never meant as a count
+        raise TypeError(msg)
+    try:
+        value = operator.index(threads)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(msg) from None
+    if value < 1:
+        raise ValueError(msg)
+    return value
 
 
 def _submit(tasks: Sequence[Callable[[], T]]) -> list[Future[T]]:
