@@ -15,14 +15,35 @@ run on; :func:`thread_limit` caps it for a block of code (as
 
     with xpconv.thread_limit(1):
         y = xpconv.conv2d(x, w)  # everything on the calling thread
+
+Either way there are never more threads than CPUs this process may run on
+(``os.sched_getaffinity(0)`` where the OS has it, else ``os.cpu_count()``):
+``XPCONV_NUM_THREADS=64`` on a 2-CPU machine, or in a container or batch job
+pinned to 2 CPUs, means 2. More threads than CPUs cannot run the pieces any
+sooner; they only take turns and thrash the caches.
+
+``XPCONV_NUM_THREADS`` must be a positive integer. Anything else (``abc``,
+``0``, ``-3``, ``2.5``) is reported with a :class:`RuntimeWarning` that names
+the variable and the value, when xpconv is imported (and again if the
+variable is changed to another bad value later), and is then ignored: one
+thread per CPU, as if it were unset. This is what the OpenMP runtimes do with
+a bad ``OMP_NUM_THREADS`` (GCC's libgomp prints "Invalid value for environment
+variable OMP_NUM_THREADS" and uses its default). It is not an error, because
+the variable only tunes speed, never results, and an exception at import
+would break every program that imports xpconv, even one that never runs a
+depthwise layer (numexpr's ``int(os.environ[...])`` at import did just that,
+pydata/numexpr#421). Run Python with ``-W error::RuntimeWarning`` (or pytest
+with ``filterwarnings = error``) to make it fail instead.
 """
 
 from __future__ import annotations
 
 import contextlib
+import operator
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, TypeVar
 
@@ -32,6 +53,8 @@ if TYPE_CHECKING:
 __all__ = ["run_all", "thread_count", "thread_limit"]
 
 T = TypeVar("T")
+
+_ENV = "XPCONV_NUM_THREADS"
 
 _LIMIT: ContextVar[int | None] = ContextVar("xpconv_thread_limit", default=None)
 
@@ -45,20 +68,42 @@ class _Pool:
     lock = threading.Lock()
 
 
-def _available() -> int:
-    env = os.environ.get("XPCONV_NUM_THREADS", "").strip()
-    if env:
-        try:
-            value = int(env)
-        except ValueError:
-            value = 0
-        if value < 1:
-            msg = f"XPCONV_NUM_THREADS must be a positive integer, got {env!r}"
-            raise ValueError(msg)
-        return value
-    if hasattr(os, "sched_getaffinity"):  # the CPUs this process may use (Linux)
+def _cpus() -> int:
+    """The CPUs this process may run on (at least 1): no more threads can help."""
+    if hasattr(os, "sched_getaffinity"):  # the affinity mask (Linux): containers, taskset
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)
+
+
+def _requested() -> int | None:
+    """``XPCONV_NUM_THREADS`` as a positive integer; ``None`` if unset or bad.
+
+    A bad value gets a :class:`RuntimeWarning` (see the module docstring),
+    attributed to this line whoever asked, so that Python's default filter
+    shows it once per distinct value rather than on every call.
+    """
+    text = os.environ.get(_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value >= 1:
+        return value
+    msg = (
+        f"{_ENV} must be a positive integer, got {text!r}; ignoring it and using "
+        f"one thread per CPU this process may run on ({_cpus()})"
+    )
+    warnings.warn(msg, RuntimeWarning, stacklevel=1)
+    return None
+
+
+def _available() -> int:
+    """``XPCONV_NUM_THREADS`` (read on every call) or the CPUs, at most the CPUs."""
+    cpus = _cpus()
+    requested = _requested()
+    return cpus if requested is None else min(requested, cpus)
 
 
 def thread_count() -> int:
@@ -75,7 +120,9 @@ def thread_limit(threads: int) -> Iterator[None]:
     Parameters
     ----------
     threads : int
-        Most threads; 1 keeps everything on the calling thread.
+        Most threads; 1 keeps everything on the calling thread. Any integer
+        type is accepted (``operator.index``: ``int``, ``numpy.int64``, ...),
+        but not ``bool`` or a float.
 
     Raises
     ------
@@ -88,8 +135,10 @@ def thread_limit(threads: int) -> Iterator[None]:
     (:mod:`xpconv._threads`); the BLAS's threads are not affected (use
     ``threadpoolctl`` for those). Outside any limit xpconv uses
     ``XPCONV_NUM_THREADS`` threads if that is set, otherwise one per CPU the
-    process may run on. The limit is a :class:`contextvars.ContextVar`, so
-    threads and asyncio tasks each see their own. Results do not depend on it.
+    process may run on, and never more threads than such CPUs, whatever the
+    limit or the variable asks for. The limit is a
+    :class:`contextvars.ContextVar`, so threads and asyncio tasks each see
+    their own. Results do not depend on it.
 
     Examples
     --------
@@ -101,40 +150,63 @@ def thread_limit(threads: int) -> Iterator[None]:
     >>> float(y[0, 0, 4, 4])
     9.0
     """
-    if isinstance(threads, bool) or not isinstance(threads, int):
-        msg = f"threads must be a positive integer, got {threads!r}"
-        raise TypeError(msg)
-    if threads < 1:
-        msg = f"threads must be a positive integer, got {threads!r}"
-        raise ValueError(msg)
-    token = _LIMIT.set(threads)
+    token = _LIMIT.set(_check_threads(threads))
     try:
         yield
     finally:
         _LIMIT.reset(token)
 
 
-def _workers(threads: int) -> ThreadPoolExecutor:
-    """A pool of at least ``threads`` threads, made anew after a fork (a child
-    process inherits the pool object but none of its threads)."""
+def _check_threads(threads: object) -> int:
+    """`threads` as an ``int`` if it is a positive integer of any integer type."""
+    msg = f"threads must be a positive integer, got {threads!r}"
+    if isinstance(threads, bool):  # an int to Python, but never meant as a count
+        raise TypeError(msg)
+    try:
+        value = operator.index(threads)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(msg) from None
+    if value < 1:
+        raise ValueError(msg)
+    return value
+
+
+def _submit(tasks: Sequence[Callable[[], T]]) -> list[Future[T]]:
+    """Submit the tasks to a pool of at least ``len(tasks)`` threads.
+
+    The pool is shared by every calling thread and made larger when a call
+    needs more threads than it has. The old, smaller pool is shut down then,
+    and a pool that is shut down refuses new tasks. Looking up the pool and
+    submitting to it under one lock means no thread can submit to a pool that
+    another has just shut down; the tasks already submitted to it still run
+    (``shutdown(wait=False)`` cancels nothing), and its threads end once they
+    are done. A child process made by ``fork`` inherits the pool but none of
+    its threads: it makes a pool of its own (and must not shut the inherited
+    one down, whose lock may be held by a thread that is gone).
+    """
     with _Pool.lock:
         pid = os.getpid()
-        if _Pool.executor is None or _Pool.pid != pid or _Pool.size < threads:
+        if _Pool.executor is None or _Pool.pid != pid or _Pool.size < len(tasks):
             if _Pool.executor is not None and _Pool.pid == pid:
                 _Pool.executor.shutdown(wait=False)
-            _Pool.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="xpconv")
-            _Pool.pid, _Pool.size = pid, threads
-        return _Pool.executor
+            _Pool.executor = ThreadPoolExecutor(max_workers=len(tasks), thread_name_prefix="xpconv")
+            _Pool.pid, _Pool.size = pid, len(tasks)
+        return [_Pool.executor.submit(task) for task in tasks]
 
 
 def run_all(tasks: Sequence[Callable[[], T]]) -> list[T]:
     """Run the tasks, the first on the calling thread and the others on the pool.
 
     Returns their results in order; an exception in a task is raised here.
+    Safe to call from any number of threads at once.
     """
     if len(tasks) <= 1:
         return [task() for task in tasks]
-    pool = _workers(len(tasks) - 1)
-    pending = [pool.submit(task) for task in tasks[1:]]
+    pending = _submit(tasks[1:])
     first = tasks[0]()
     return [first, *(future.result() for future in pending)]
+
+
+# Report a bad XPCONV_NUM_THREADS now, when xpconv is imported, rather than
+# at the first depthwise convolution, which may come much later or never.
+_requested()
