@@ -1,4 +1,4 @@
-"""xpconv: 2-D convolutions with explicit backward for any array API library.
+"""xpconv: convolutions of any rank with explicit backward for any array API library.
 
 One im2col implementation (:mod:`xpconv._im2col`) serves NumPy, CuPy, PyTorch,
 JAX, Dask and array-api-strict; the scatter-add that col2im needs goes through
@@ -10,24 +10,51 @@ from xpconv._workspace import workspace_limit
 from xpconv.compat import ConvolutionLayer
 from xpconv.functional import (
     Conv2dGradients,
+    ConvGradients,
+    conv,
+    conv1d,
+    conv1d_backward,
     conv2d,
     conv2d_backward,
+    conv3d,
+    conv3d_backward,
+    conv_backward,
+    conv_transpose,
+    conv_transpose1d,
     conv_transpose2d,
+    conv_transpose3d,
+    conv_transpose_backward,
     fold,
     unfold,
 )
-from xpconv.layers import Conv2d
+from xpconv.layers import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Conv1d",
     "Conv2d",
     "Conv2dGradients",
+    "Conv3d",
+    "ConvGradients",
+    "ConvTranspose1d",
+    "ConvTranspose2d",
+    "ConvTranspose3d",
     "ConvolutionLayer",
     "__version__",
+    "conv",
+    "conv1d",
+    "conv1d_backward",
     "conv2d",
     "conv2d_backward",
+    "conv3d",
+    "conv3d_backward",
+    "conv_backward",
+    "conv_transpose",
+    "conv_transpose1d",
     "conv_transpose2d",
+    "conv_transpose3d",
+    "conv_transpose_backward",
     "fold",
     "thread_limit",
     "unfold",

@@ -4,7 +4,8 @@ Everything else in xpconv receives a namespace ``xp`` and uses the array API
 standard. What cannot be written that way lives here:
 
 * :func:`namespace_of` and :func:`device_of`, with error messages that name
-  the offending argument;
+  the offending argument, and :func:`capabilities`, what the library of a
+  call can do (asked once per call, by :mod:`xpconv._engine`);
 * :func:`add_into`, the in-place (or, on JAX, functional) ``out[key] += v``
   that col2im accumulates with;
 * :func:`set_into`, ``out[key] = values`` with the same rules;
@@ -27,6 +28,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import array_api_compat as compat
@@ -38,31 +41,110 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 __all__ = [
+    "Capabilities",
+    "Scratch",
     "add_into",
+    "all_finite",
+    "capabilities",
     "contiguous",
     "default_float_dtype",
     "device_of",
     "gpu_available",
     "host_workers",
     "is_mutable",
+    "itemsize",
     "materialize",
     "matmul_into",
+    "memory_bytes",
     "namespace_of",
+    "native_byte_order",
     "on_gpu",
     "padded_rows",
+    "quiet_float_errors",
     "random_normal",
     "random_uniform",
+    "resolve_dtype",
     "resolve_namespace",
     "scatter_add",
     "set_into",
     "synchronize",
     "to_numpy",
+    "values_readable",
     "window_copy",
     "workspace_buffer",
 ]
 
 Array = Any
 Namespace = Any
+
+
+_LIBRARY_OF_TYPE: dict[type, str] = {}
+
+
+def _library(x: Array) -> str:
+    """'numpy', 'cupy', 'torch', 'jax', 'dask' or 'other', remembered per array type.
+
+    The array-api-compat checks are isinstance tests against each library in
+    turn; every call into xpconv asks them many times, so the answer is kept
+    for each type.
+    """
+    kind = _LIBRARY_OF_TYPE.get(type(x))
+    if kind is None:
+        checks = (
+            ("numpy", compat.is_numpy_array),
+            ("cupy", compat.is_cupy_array),
+            ("torch", compat.is_torch_array),
+            ("jax", compat.is_jax_array),
+            ("dask", compat.is_dask_array),
+        )
+        kind = next((name for name, check in checks if check(x)), "other")
+        _LIBRARY_OF_TYPE[type(x)] = kind
+    return kind
+
+
+def _is(library: str, x: Array) -> bool:
+    return _library(x) == library
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the array library of one call can do, asked once per call.
+
+    ``in_place``: slices are views that ``out[key] += v`` writes through
+    (NumPy, CuPy, torch). ``scratch``: flat buffers that are reused, the
+    strided window copy and products written into a buffer (NumPy, CuPy).
+    ``gpu``: the arrays live in GPU memory. ``host_threads``: xpconv's own
+    loops may run on several host threads (NumPy only, :mod:`xpconv._threads`).
+    """
+
+    in_place: bool
+    scratch: bool
+    gpu: bool
+    host_threads: bool
+
+    @property
+    def threads(self) -> int:
+        """Threads for xpconv's own loops: asked when a kernel has such loops."""
+        return thread_count() if self.host_threads else 1
+
+
+def capabilities(x: Array) -> Capabilities:
+    """The :class:`Capabilities` of ``x``'s library and device."""
+    kind = _library(x)
+    native = kind in ("numpy", "cupy")
+    return Capabilities(
+        in_place=native or kind == "torch",
+        scratch=native,
+        gpu=kind == "cupy" or on_gpu(x),
+        host_threads=kind == "numpy",
+    )
+
+
+def itemsize(dtype: Any, xp: Namespace) -> int:
+    """Bytes per element of a floating (real or complex) dtype."""
+    if xp.isdtype(dtype, "complex floating"):
+        return 2 * (xp.finfo(dtype).bits // 8)
+    return xp.finfo(dtype).bits // 8
 
 
 def namespace_of(**arrays: Array | None) -> Namespace:
@@ -79,6 +161,7 @@ def namespace_of(**arrays: Array | None) -> Namespace:
         except TypeError:
             msg = f"{name} must be an array of an array API library, got {type(a).__name__}"
             raise TypeError(msg) from None
+        _check_dense(name, a)
     unique = {id(xp): xp for xp in spaces.values()}
     if len(unique) > 1:
         described = ", ".join(
@@ -87,6 +170,23 @@ def namespace_of(**arrays: Array | None) -> Namespace:
         msg = f"arrays must all come from one array library, got {described}"
         raise TypeError(msg)
     return next(iter(unique.values()))
+
+
+def _check_dense(name: str, a: Array) -> None:
+    """Sparse tensors have no strided memory for slices and products to work on."""
+    if _is("torch", a):
+        import torch
+
+        if a.layout != torch.strided:
+            msg = f"{name} must be a dense (strided) tensor, got layout {a.layout}; use .to_dense()"
+            raise TypeError(msg)
+
+
+def native_byte_order(a: Array) -> Array:
+    """``a`` itself, or a NumPy array in the other byte order copied to the native one."""
+    if _is("numpy", a) and not a.dtype.isnative:
+        return a.astype(a.dtype.newbyteorder("="))
+    return a
 
 
 def device_of(**arrays: Array | None) -> Any:
@@ -117,9 +217,10 @@ def default_float_dtype(xp: Namespace, device: Any = None) -> Any:
 def _is_mutable(x: Array) -> bool:
     # Native in-place views: NumPy, CuPy and PyTorch. array-api-strict and Dask
     # go through array-api-extra's `at`, JAX gets a functional update.
-    return (
-        compat.is_numpy_array(x) or compat.is_cupy_array(x) or compat.is_torch_array(x)
-    ) and compat.is_writeable_array(x)
+    kind = _library(x)
+    if kind == "numpy":
+        return bool(x.flags.writeable)
+    return kind in ("cupy", "torch")
 
 
 def is_mutable(x: Array) -> bool:
@@ -141,12 +242,12 @@ def contiguous(x: Array) -> Array:
     Only NumPy, CuPy and torch expose memory order; other arrays are returned
     unchanged.
     """
-    if compat.is_numpy_array(x):
+    if _is("numpy", x):
         return _numpy().ascontiguousarray(x)
-    if compat.is_cupy_array(x):
+    if _is("cupy", x):
         with x.device:
             return _cupy().ascontiguousarray(x)
-    if compat.is_torch_array(x):
+    if _is("torch", x):
         return x.contiguous()
     return x
 
@@ -163,12 +264,12 @@ def matmul_into(a: Array, b: Array, out: Array | None) -> Array:
 
     Reusing one buffer avoids a fresh multi-megabyte allocation per call, which
     on Linux is returned to the OS when freed and page-faulted back in on the
-    next call (measured: 2x slower GEMMs for the im2col gradient). ``out`` is
+    next call (``docs/performance.md``, design-reused-buffers). ``out`` is
     used only on NumPy and CuPy, when it is C-contiguous and has the result's
     shape and dtype; otherwise a new array is returned.
     """
-    if out is not None and (compat.is_numpy_array(a) or compat.is_cupy_array(a)):
-        mod = _numpy() if compat.is_numpy_array(a) else _cupy()
+    if out is not None and (_is("numpy", a) or _is("cupy", a)):
+        mod = _numpy() if _is("numpy", a) else _cupy()
         try:  # NumPy's, for CuPy too: only shapes are involved
             batch = _numpy().broadcast_shapes(a.shape[:-2], b.shape[:-2])
         except ValueError:
@@ -194,17 +295,48 @@ def matmul_into(a: Array, b: Array, out: Array | None) -> Array:
 def workspace_buffer(like: Array, size: int) -> Array | None:
     """A flat scratch buffer of ``size`` elements for :func:`window_copy` and
     :func:`matmul_into`, or ``None`` on backends that cannot write into one."""
-    if compat.is_numpy_array(like):
+    if _is("numpy", like):
         return _numpy().empty((size,), dtype=like.dtype)
-    if compat.is_cupy_array(like):
+    if _is("cupy", like):
         with like.device:  # the buffer lives on the input's GPU
             return _cupy().empty((size,), dtype=like.dtype)
     return None
 
 
+class Scratch:
+    """Flat buffers shared by the passes of one call, one per slot (NumPy, CuPy).
+
+    A fresh multi-megabyte buffer is page-faulted in on first use; the
+    backward pass's input and weight gradients reuse one buffer for their
+    columns (and one for a tile's padded input) instead of each allocating
+    their own (``docs/performance.md``, design-reused-buffers).
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[Any, Array] = {}
+
+    def buffer(self, like: Array, size: int, slot: Any) -> Array | None:
+        """A buffer of at least ``size`` elements of ``like``'s dtype and device,
+        or ``None`` on backends without one (:func:`workspace_buffer`)."""
+        held = self._buffers.get(slot)
+        if (
+            held is not None
+            and held.shape[0] >= size
+            and held.dtype == like.dtype
+            and type(held) is type(like)
+            and device_of(held=held) == device_of(like=like)
+        ):
+            return held
+        self._buffers.pop(slot, None)  # let the smaller one go first
+        fresh = workspace_buffer(like, size)
+        if fresh is not None:
+            self._buffers[slot] = fresh
+        return fresh
+
+
 def _on_device(x: Array) -> Any:
     """Context making ``x``'s GPU current for CuPy; a no-op for NumPy."""
-    return x.device if compat.is_cupy_array(x) else contextlib.nullcontext()
+    return x.device if _is("cupy", x) else contextlib.nullcontext()
 
 
 def window_copy(
@@ -212,35 +344,35 @@ def window_copy(
 ) -> Array | None:
     """im2col in GEMM order as a single strided copy, or ``None`` if unsupported.
 
-    ``padded`` is an already padded (n, C, Hp, Wp) input and ``geom`` its
-    geometry (no further padding). The result has shape (C*KH*KW, n*OH*OW),
-    rows ordered (channel, kernel row, kernel column) and columns (sample,
-    output row, output column): exactly what :func:`xpconv._im2col.im2col_gemm`
-    builds by stacking strided slices, but written by one pass over a
-    sliding-window view (``as_strided``) instead of KH*KW slice copies, into
-    ``out`` (a buffer of at least that many elements) when given. NumPy and CuPy
-    only; measured 1.4-2.5x faster than stacking slices on NumPy. With
+    ``padded`` is an already padded (n, C, *spatial) input and ``geom`` its
+    geometry (no further padding). The result has shape (C*prod(kernel),
+    n*prod(out_size)), rows ordered (channel, kernel offset) and columns
+    (sample, output position): exactly what
+    :func:`xpconv._im2col.im2col_gemm` builds by stacking strided slices, but
+    written by one pass over a sliding-window view (``as_strided``) into
+    ``out`` (a buffer of at least that many elements) when given. NumPy and
+    CuPy only (``docs/performance.md``, design-window-copy). With
     ``ones_row`` a row of ones follows, as in :func:`xpconv._im2col.im2col_gemm`.
     """
-    if compat.is_numpy_array(padded):
+    if _is("numpy", padded):
         mod = _numpy()
-        as_strided = mod.lib.stride_tricks.as_strided
-    elif compat.is_cupy_array(padded):
+    elif _is("cupy", padded):
         mod = _cupy()
-        as_strided = mod.lib.stride_tricks.as_strided
     else:
         return None
     n, c = padded.shape[0], padded.shape[1]
-    kh, kw = geom.kernel_hw
-    oh, ow = geom.out_hw
-    sh, sw = geom.stride
-    dh, dw = geom.dilation
-    s_n, s_c, s_h, s_w = padded.strides
-    shape = (c, kh, kw, n, oh, ow)
-    view = as_strided(
-        padded, shape=shape, strides=(s_c, dh * s_h, dw * s_w, s_n, sh * s_h, sw * s_w)
-    )
-    rows, m = c * kh * kw + int(ones_row), n * oh * ow
+    s_n, s_c, *s_axes = padded.strides
+    # An axis of one position (or a kernel of one tap) is never stepped
+    # along: stride 0 there keeps huge strides from overflowing the view.
+    taps = [
+        d * s if k > 1 else 0 for k, d, s in zip(geom.kernel, geom.dilation, s_axes, strict=True)
+    ]
+    steps = [
+        st * s if o > 1 else 0 for o, st, s in zip(geom.out_size, geom.stride, s_axes, strict=True)
+    ]
+    shape = (c, *geom.kernel, n, *geom.out_size)
+    view = mod.lib.stride_tricks.as_strided(padded, shape=shape, strides=(s_c, *taps, s_n, *steps))
+    rows, m = c * geom.kernel_volume + int(ones_row), n * geom.out_volume
     size = rows * m
     with _on_device(padded):
         if (
@@ -253,43 +385,62 @@ def window_copy(
             flat = out[:size]
         else:
             flat = mod.empty((size,), dtype=padded.dtype)
-        mod.copyto(flat[: (c * kh * kw) * m].reshape(shape), view)
+        mod.copyto(flat[: (c * geom.kernel_volume) * m].reshape(shape), view)
         if ones_row:
             flat[(rows - 1) * m :] = 1
         return flat.reshape(rows, m)
 
 
 def padded_rows(
-    x: Array, pads: tuple[int, int, int, int], tail: int, out: Array | None
+    x: Array, pads: Sequence[tuple[int, int]], tail: int, out: Array | None
 ) -> Array | None:
-    """``x`` (R, m, H, W) zero-padded, as R rows of ``m*Hp*Wp`` values and ``tail`` zeros.
+    """``x`` (R, m, *spatial) zero-padded: R rows of ``m*prod(padded)`` values, ``tail`` zeros.
 
-    ``pads`` is (top, bottom, left, right). The result (R, m*Hp*Wp + tail) is
-    a view of the front of ``out`` (a buffer from :func:`workspace_buffer`),
-    written in one pass: the interior copied, the borders and the tails set to
-    zero (whatever the buffer held before). ``None`` where there is no buffer
-    or it is too short; the caller then pads and concatenates (measured on the
-    depthwise benchmark layer: numpy.pad and concatenate per chunk made the
-    forward pass 30% slower).
+    ``pads`` holds the (before, after) zeros of each spatial axis. The result
+    (R, m*prod(padded) + tail) is a view of the front of ``out`` (a buffer
+    from :func:`workspace_buffer`), written in one pass: the interior
+    copied, the borders and the tails set to zero (whatever the buffer held
+    before). ``None`` where there is no buffer or it is too short; the caller
+    then pads and concatenates.
     """
     if out is None or type(out) is not type(x) or out.dtype != x.dtype or out.ndim != 1:
         return None
-    r, m, h, w = x.shape
-    top, bottom, left, right = pads
-    hp, wp = h + top + bottom, w + left + right
-    size = m * hp * wp
+    r, m = x.shape[0], x.shape[1]
+    padded, borders, interior = _padding_keys(tuple(x.shape[2:]), tuple(pads))
+    size = m * math.prod(padded)
     if out.shape[0] < r * (size + tail):
         return None
     with _on_device(x):
         rows = out[: r * (size + tail)].reshape(r, size + tail)
-        grid = rows[:, :size].reshape(r, m, hp, wp)
-        grid[:, :, :top, :] = 0
-        grid[:, :, top + h :, :] = 0
-        grid[:, :, top : top + h, :left] = 0
-        grid[:, :, top : top + h, left + w :] = 0
-        grid[:, :, top : top + h, left : left + w] = x
-        rows[:, size:] = 0
+        grid = rows[:, :size].reshape(r, m, *padded)
+        for border in borders:
+            grid[border] = 0
+        grid[interior] = x
+        if tail:
+            rows[:, size:] = 0
     return rows
+
+
+@functools.lru_cache(maxsize=256)
+def _padding_keys(
+    sizes: tuple[int, ...], pads: tuple[tuple[int, int], ...]
+) -> tuple[tuple[int, ...], list[tuple[slice, ...]], tuple[slice, ...]]:
+    """The padded sizes, the keys of the border slabs and the key of the interior.
+
+    Each axis's two border slabs lie within the interior of the axes before
+    it (their borders are written already) and span the axes after it.
+    Cached: every chunk of a call pads planes of the same shape.
+    """
+    padded = tuple(n + lo + hi for n, (lo, hi) in zip(sizes, pads, strict=True))
+    inside = tuple(slice(lo, lo + n) for n, (lo, _) in zip(sizes, pads, strict=True))
+    borders = []
+    for axis, (lo, hi) in enumerate(pads):
+        before = (slice(None), slice(None), *inside[:axis])
+        if lo:
+            borders.append((*before, slice(0, lo)))
+        if hi:
+            borders.append((*before, slice(lo + sizes[axis], None)))
+    return padded, borders, (slice(None), slice(None), *inside)
 
 
 def add_into(out: Array, key: tuple[Any, ...], values: Array) -> Array:
@@ -304,6 +455,8 @@ def add_into(out: Array, key: tuple[Any, ...], values: Array) -> Array:
         view = out[key]
         view += values
         return out
+    if math.prod(out.shape) == 0:  # nothing to add to (Dask's `at` fails on empty arrays)
+        return out
     return xpx.at(out, key).add(values)
 
 
@@ -316,7 +469,7 @@ def scatter_add(target: Array, index: Array, values: Array) -> Array:
     NumPy, torch and Dask it keeps only one of several equal indices.
     """
     size = target.shape[-1]
-    if compat.is_numpy_array(target):
+    if _is("numpy", target):
         import numpy as np
 
         np.add.at(
@@ -325,17 +478,17 @@ def scatter_add(target: Array, index: Array, values: Array) -> Array:
             np.reshape(values.astype(target.dtype, copy=False), (-1, index.shape[0])),
         )
         return target
-    if compat.is_cupy_array(target):
+    if _is("cupy", target):
         cupy = _cupy()  # cupy.add.at: atomic adds (cupyx.scatter_add is deprecated in v14)
 
         flat = target.reshape(-1, size)
         with _on_device(target):
             cupy.add.at(flat, (slice(None), index), values.reshape(-1, index.shape[0]))
         return target
-    if compat.is_torch_array(target):
+    if _is("torch", target):
         target.index_add_(-1, index, values)
         return target
-    if compat.is_jax_array(target):
+    if _is("jax", target):
         return target.at[..., index].add(values)
     # Portable fallback: a one-hot matrix turns the scatter into a matmul. It
     # costs K*M memory, so it is meant for small arrays and for testing.
@@ -373,15 +526,15 @@ def random_normal(rng: Any, mean: float, std: float, shape: Sequence[int]) -> An
 
 def synchronize(x: Array) -> None:
     """Wait until the device that holds ``x`` has finished its queued work."""
-    if compat.is_cupy_array(x):
+    if _is("cupy", x):
         import cupy
 
         cupy.cuda.get_current_stream().synchronize()
-    elif compat.is_torch_array(x) and x.device.type == "cuda":
+    elif _is("torch", x) and x.device.type == "cuda":
         import torch
 
         torch.cuda.synchronize(x.device)
-    elif compat.is_jax_array(x):
+    elif _is("jax", x):
         x.block_until_ready()
 
 
@@ -393,16 +546,83 @@ def host_workers(x: Array) -> int:
     per piece would only add overhead or, for JAX and Dask, trace the graph
     from several threads.
     """
-    return thread_count() if compat.is_numpy_array(x) else 1
+    return thread_count() if _is("numpy", x) else 1
+
+
+def memory_bytes(x: Array) -> int | None:
+    """The memory of the device that holds ``x`` (host RAM for CPU arrays), if known.
+
+    An array larger than this cannot exist, so a request for one fails at
+    once with a clear error instead of paging or tiling for hours.
+    """
+    try:
+        if _is("cupy", x):
+            with x.device:
+                return int(_cupy().cuda.runtime.memGetInfo()[1])
+        if _is("torch", x) and x.device.type == "cuda":
+            import torch
+
+            return int(torch.cuda.get_device_properties(x.device).total_memory)
+        if on_gpu(x):
+            return None  # JAX on a GPU: its allocator knows, xpconv does not ask
+    except Exception:
+        return None
+    return _host_memory_bytes()
+
+
+@functools.cache
+def _host_memory_bytes() -> int | None:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def quiet_float_errors(x: Array) -> Any:
+    """A context in which NumPy does not warn about inf and NaN (a no-op elsewhere).
+
+    Non-finite inputs give the IEEE results PyTorch gives, silently; NumPy's
+    "invalid value encountered in matmul" would point inside xpconv, not at
+    the caller's data.
+    """
+    if _is("numpy", x) or type(x).__module__.startswith("array_api_strict"):
+        return _numpy().errstate(all="ignore")  # array-api-strict computes with NumPy
+    return contextlib.nullcontext()
+
+
+def all_finite(x: Array) -> bool | None:
+    """Whether every value of ``x`` is finite; ``None`` where the values cannot be read.
+
+    A JAX array inside ``jit``/``grad``/``vmap`` has no values yet, and a
+    Dask array would have to be computed: both give ``None``, and the caller
+    takes the route that is exact whatever the values. Elsewhere this is one
+    reduction (on a GPU, also a wait for the queued work).
+    """
+    if not values_readable(x):
+        return None
+    xp = compat.array_namespace(x)
+    return bool(xp.all(xp.isfinite(x)))
+
+
+def values_readable(x: Array) -> bool:
+    """False for arrays whose values do not exist yet (JAX tracers) or would have
+    to be computed (Dask): routes that depend on values take the safe choice."""
+    return not (_is("dask", x) or (_is("jax", x) and _is_jax_tracer(x)))
+
+
+def _is_jax_tracer(x: Array) -> bool:
+    import jax
+
+    return isinstance(x, jax.core.Tracer)
 
 
 def on_gpu(x: Array) -> bool:
     """True for an array in GPU memory (CuPy, torch CUDA, JAX on a GPU)."""
-    if compat.is_cupy_array(x):
+    if _is("cupy", x):
         return True
-    if compat.is_torch_array(x):
+    if _is("torch", x):
         return bool(x.device.type == "cuda")
-    if compat.is_jax_array(x):
+    if _is("jax", x):
         try:
             return getattr(compat.device(x), "platform", "cpu") == "gpu"
         except Exception:  # a tracer inside jit has no device of its own
@@ -450,13 +670,37 @@ def resolve_namespace(xp: Any = None) -> Namespace:
         raise TypeError(msg) from None
 
 
+def resolve_dtype(dtype: Any, xp: Namespace) -> Any:
+    """``dtype`` as a dtype of ``xp``: a name (``"float32"``), or a dtype of any
+    library (``numpy.float32`` for a torch layer, say), mapped by its name.
+
+    Raises ``TypeError`` naming the value when ``xp`` has no such dtype.
+    """
+    name = dtype if isinstance(dtype, str) else _dtype_name(dtype)
+    resolved = getattr(xp, name, None) if name else None
+    if resolved is None:
+        msg = f"dtype must be a dtype or dtype name that {xp.__name__} has, got {dtype!r}"
+        raise TypeError(msg)
+    return resolved
+
+
+def _dtype_name(dtype: Any) -> str | None:
+    """'float32' for numpy.float32, np.dtype('float32'), torch.float32, jnp.float32, ..."""
+    try:
+        return str(_numpy().dtype(dtype).name)
+    except TypeError:
+        pass
+    name = str(dtype).rsplit(".", 1)[-1]  # "torch.float32", "array_api_strict.float32"
+    return name if name.isidentifier() else None
+
+
 def materialize(arrays: Sequence[Array]) -> list[Array]:
     """Evaluate lazy (Dask) arrays now, all in one pass; other arrays pass unchanged.
 
     Training loops call this on their parameters and optimizer state so that a
     lazy backend's task graph does not grow with every step.
     """
-    if any(compat.is_dask_array(a) for a in arrays):
+    if any(_is("dask", a) for a in arrays):
         import dask
 
         return list(dask.persist(*arrays))
@@ -466,12 +710,12 @@ def materialize(arrays: Sequence[Array]) -> list[Array]:
 def to_numpy(x: Array) -> Any:
     """A host NumPy copy of a (small) array of any backend, for reporting and plotting."""
     np = _numpy()
-    if compat.is_cupy_array(x):
+    if _is("cupy", x):
         return x.get()
-    if compat.is_torch_array(x):
+    if _is("torch", x):
         return x.detach().cpu().numpy()
-    if compat.is_dask_array(x):
+    if _is("dask", x):
         x = x.compute()
-    if compat.is_numpy_array(x) or compat.is_jax_array(x):
+    if _is("numpy", x) or _is("jax", x):
         return np.asarray(x)
     return np.from_dlpack(x)

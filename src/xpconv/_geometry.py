@@ -1,22 +1,29 @@
-"""Argument checking and output-size arithmetic for 2-D convolutions.
+"""Argument checking and output-size arithmetic for convolutions of any spatial rank.
 
-Every public function turns its keyword arguments into a :class:`ConvGeometry`
-first, so that each check (and each error message) is written exactly once.
+Every public function turns its arguments into a :class:`ConvGeometry` first,
+so that each check (and each error message) is written exactly once, for
+every number of spatial dimensions ``D`` (1 for signals, 2 for images, 3 for
+volumes, and on).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = [
     "ConvGeometry",
     "PaddingArg",
-    "PairArg",
-    "as_pair",
+    "SizeArg",
+    "as_tuple",
     "conv_geometry",
+    "input_layout",
     "normalize_padding",
     "positive_int",
     "resolve_padding",
@@ -24,41 +31,86 @@ __all__ = [
     "window_geometry",
 ]
 
-PairArg = int | tuple[int, int]
-PaddingArg = int | tuple[int, int] | Literal["same", "valid"]
+SizeArg = int | tuple[int, ...]
+PaddingArg = int | tuple[int, ...] | Literal["same", "valid"]
+Pads = tuple[tuple[int, int], ...]
+
+_AXIS_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
 
-def as_pair(value: object, name: str, *, minimum: int) -> tuple[int, int]:
-    """Return ``(value, value)`` for an int, or validate a pair of ints.
+def spatial_names(rank: int) -> tuple[str, ...]:
+    """Names of the spatial axes, as torch's documentation writes them."""
+    return _AXIS_NAMES.get(rank, tuple(f"S{i + 1}" for i in range(rank)))
 
-    Raises ``TypeError`` for non-integers and ``ValueError`` for values below
-    ``minimum``, naming the argument in both cases.
+
+def input_layout(rank: int, *, batched: bool = True) -> str:
+    """``'(N, C, H, W)'`` for rank 2, ``'(C, L)'`` for an unbatched rank 1, ..."""
+    lead = ("N", "C") if batched else ("C",)
+    return "(" + ", ".join((*lead, *spatial_names(rank))) + ")"
+
+
+def _tuple_words(rank: int) -> str:
+    return {1: "a tuple of 1 int", 2: "a pair of ints"}.get(rank, f"a tuple of {rank} ints")
+
+
+def _as_int(value: object) -> int:
+    """``operator.index(value)``: accepts NumPy integers, rejects floats and bools."""
+    if isinstance(value, bool):
+        raise TypeError
+    return operator.index(value)  # type: ignore[arg-type]
+
+
+def as_tuple(value: object, name: str, rank: int, *, minimum: int) -> tuple[int, ...]:
+    """``(value,) * rank`` for an int, or a validated sequence of ``rank`` ints.
+
+    Raises ``TypeError`` for non-integers and ``ValueError`` for a sequence of
+    the wrong length or values below ``minimum``, naming the argument.
     """
-    items = value if isinstance(value, tuple | list) else (value, value)
-    if len(items) != 2:
-        msg = f"{name} must be an int or a pair of ints, got {value!r}"
-        raise ValueError(msg)
-    pair = []
-    for item in items:
-        if isinstance(item, bool):
-            msg = f"{name} must be an int or a pair of ints, got {value!r}"
-            raise TypeError(msg)
-        try:
-            pair.append(operator.index(item))  # accepts numpy integers, rejects floats
-        except TypeError:
-            msg = f"{name} must be an int or a pair of ints, got {value!r}"
-            raise TypeError(msg) from None
-    if min(pair) < minimum:
+    expected = f"{name} must be an int or {_tuple_words(rank)}, got {value!r}"
+    items = value if isinstance(value, tuple | list) else (value,) * rank
+    if len(items) != rank:
+        raise ValueError(expected)
+    try:
+        result = tuple(_as_int(item) for item in items)
+    except TypeError:
+        raise TypeError(expected) from None
+    if min(result) < minimum:
         rule = "positive" if minimum == 1 else f">= {minimum}"
         msg = f"{name} must be {rule}, got {value!r}"
         raise ValueError(msg)
-    return pair[0], pair[1]
+    return result
+
+
+def positive_int(value: object, name: str) -> int:
+    """``value`` as an int >= 1; ``TypeError`` for non-integers, ``ValueError`` below 1."""
+    msg = f"{name} must be a positive int, got {value!r}"
+    try:
+        result = _as_int(value)
+    except TypeError:
+        raise TypeError(msg) from None
+    if result < 1:
+        raise ValueError(msg)
+    return result
+
+
+def _padding_words(rank: int) -> str:
+    return f"padding must be an int, {_tuple_words(rank)}, 'same' or 'valid'"
+
+
+def normalize_padding(padding: object, rank: int) -> PaddingArg:
+    """``'same'``, ``'valid'`` or a ``rank``-tuple of amounts; hashable and checked."""
+    if isinstance(padding, str):
+        if padding not in ("same", "valid"):
+            msg = f"{_padding_words(rank)}, got {padding!r}"
+            raise ValueError(msg)
+        return "same" if padding == "same" else "valid"
+    return as_tuple(padding, "padding", rank, minimum=0)
 
 
 def _same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
     """'same' padding as in TensorFlow/JAX: output size ceil(size / stride).
 
-    The odd pixel goes to the bottom/right; for stride 1 this is exactly
+    The odd pixel goes to the end of the axis; for stride 1 this is exactly
     PyTorch's ``padding='same'``.
     """
     out = math.ceil(size / stride)
@@ -68,92 +120,122 @@ def _same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[i
 
 def resolve_padding(
     padding: object,
-    input_hw: tuple[int, int],
-    kernel_hw: tuple[int, int],
-    stride: tuple[int, int],
-    dilation: tuple[int, int],
-) -> tuple[int, int, int, int]:
-    """Turn ``padding`` into explicit ``(top, bottom, left, right)`` amounts."""
+    in_size: tuple[int, ...],
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilation: tuple[int, ...],
+) -> Pads:
+    """Turn ``padding`` into explicit ``(before, after)`` amounts for each spatial axis."""
+    rank = len(in_size)
     if isinstance(padding, str):
         if padding == "valid":
-            return 0, 0, 0, 0
+            return ((0, 0),) * rank
         if padding == "same":
-            top, bottom = _same_padding(input_hw[0], kernel_hw[0], stride[0], dilation[0])
-            left, right = _same_padding(input_hw[1], kernel_hw[1], stride[1], dilation[1])
-            return top, bottom, left, right
-        msg = f"padding must be an int, a pair of ints, 'same' or 'valid', got {padding!r}"
+            return tuple(map(_same_padding, in_size, kernel, stride, dilation))
+        msg = f"{_padding_words(rank)}, got {padding!r}"
         raise ValueError(msg)
-    ph, pw = as_pair(padding, "padding", minimum=0)
-    return ph, ph, pw, pw
+    return tuple((p, p) for p in as_tuple(padding, "padding", rank, minimum=0))
 
 
 @dataclass(frozen=True)
 class ConvGeometry:
-    """Everything about a 2-D convolution except the numbers in the arrays.
+    """Everything about a convolution except the numbers in the arrays.
 
-    ``in_hw`` is the unpadded input size, ``pad`` is (top, bottom, left, right)
-    and ``out_hw`` the output size of the forward convolution.
+    Sizes are tuples with one entry per spatial axis. ``in_size`` is the
+    unpadded input, ``pad`` the ``(before, after)`` zeros of each axis and
+    ``out_size`` the output of the forward convolution. A piece of the work
+    (a :class:`xpconv._tiles.Tile`) has a geometry of its own: its samples,
+    the padded input it reads (``pad`` all zero) and its share of the output.
     """
 
     batch: int
     in_channels: int
     out_channels: int
-    in_hw: tuple[int, int]
-    kernel_hw: tuple[int, int]
-    stride: tuple[int, int]
-    pad: tuple[int, int, int, int]
-    dilation: tuple[int, int]
     groups: int
-    out_hw: tuple[int, int]
+    in_size: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    pad: Pads
+    out_size: tuple[int, ...]
 
     @property
-    def padded_hw(self) -> tuple[int, int]:
-        top, bottom, left, right = self.pad
-        return self.in_hw[0] + top + bottom, self.in_hw[1] + left + right
+    def rank(self) -> int:
+        """The number of spatial dimensions."""
+        return len(self.in_size)
 
     @property
-    def kernel_area(self) -> int:
-        return self.kernel_hw[0] * self.kernel_hw[1]
+    def padded_size(self) -> tuple[int, ...]:
+        return tuple(n + lo + hi for n, (lo, hi) in zip(self.in_size, self.pad, strict=True))
 
     @property
-    def out_area(self) -> int:
-        return self.out_hw[0] * self.out_hw[1]
+    def is_padded(self) -> bool:
+        return any(lo or hi for lo, hi in self.pad)
 
     @property
-    def input_shape(self) -> tuple[int, int, int, int]:
-        return (self.batch, self.in_channels, *self.in_hw)
+    def kernel_volume(self) -> int:
+        return math.prod(self.kernel)
 
     @property
-    def output_shape(self) -> tuple[int, int, int, int]:
-        return (self.batch, self.out_channels, *self.out_hw)
+    def out_volume(self) -> int:
+        return math.prod(self.out_size)
 
     @property
-    def weight_shape(self) -> tuple[int, int, int, int]:
-        return (self.out_channels, self.in_channels // self.groups, *self.kernel_hw)
+    def column_rows(self) -> int:
+        """Rows of the im2col columns: ``C * prod(kernel)`` (every group's)."""
+        return self.in_channels * self.kernel_volume
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.batch, self.in_channels, *self.in_size)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return (self.batch, self.out_channels, *self.out_size)
+
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        return (self.out_channels, self.in_channels // self.groups, *self.kernel)
 
 
-def positive_int(value: object, name: str) -> int:
-    """``value`` as an int >= 1; ``TypeError`` for non-integers, ``ValueError`` below 1."""
-    msg = f"{name} must be a positive int, got {value!r}"
-    if isinstance(value, bool):
-        raise TypeError(msg)
-    try:
-        result = operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise TypeError(msg) from None
-    if result < 1:
+def _sizes(values: Sequence[int]) -> str:
+    return "x".join(str(v) for v in values)
+
+
+def _check_channels(
+    c: int, o: int, cg: int, g: int, weight_shape: tuple[int, ...], input_name: str
+) -> None:
+    if c % g != 0:
+        msg = f"in_channels ({c}, axis 1 of {input_name}) must be divisible by groups={g}"
         raise ValueError(msg)
-    return result
+    if o % g != 0:
+        msg = f"out_channels ({o}, axis 0 of weight) must be divisible by groups={g}"
+        raise ValueError(msg)
+    if cg * g != c:
+        msg = (
+            f"{input_name} has {c} channels but weight expects in_channels/groups = {cg} "
+            f"with groups={g}, i.e. {cg * g} channels; weight shape is {weight_shape}"
+        )
+        raise ValueError(msg)
 
 
-def normalize_padding(padding: object) -> PaddingArg:
-    """``'same'``, ``'valid'`` or a (pad_h, pad_w) pair; hashable, checked."""
-    if isinstance(padding, str):
-        if padding not in ("same", "valid"):
-            msg = f"padding must be an int, a pair of ints, 'same' or 'valid', got {padding!r}"
-            raise ValueError(msg)
-        return "same" if padding == "same" else "valid"
-    return as_pair(padding, "padding", minimum=0)
+def _output_size(
+    in_size: tuple[int, ...],
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilation: tuple[int, ...],
+    pad: Pads,
+) -> tuple[int, ...]:
+    padded = tuple(n + lo + hi for n, (lo, hi) in zip(in_size, pad, strict=True))
+    reach = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation, strict=True))
+    if any(r > p for r, p in zip(reach, padded, strict=True)):
+        msg = (
+            f"kernel size {_sizes(kernel)} (dilated: {_sizes(reach)}) is larger than the "
+            f"padded input {_sizes(padded)} (input {_sizes(in_size)}, padding {pad}); "
+            "expected a kernel that fits"
+        )
+        raise ValueError(msg)
+    return tuple((p - r) // s + 1 for p, r, s in zip(padded, reach, stride, strict=True))
 
 
 def conv_geometry(
@@ -166,67 +248,61 @@ def conv_geometry(
     groups: object = 1,
     input_name: str = "x",
 ) -> ConvGeometry:
-    """Validate a conv2d call and compute its geometry.
+    """Validate a convolution and compute its geometry.
 
-    ``input_shape`` is (N, C, H, W) and ``weight_shape`` is (O, C/groups, KH, KW),
-    the PyTorch layout.
+    ``input_shape`` is (N, C, *spatial) and ``weight_shape`` (O, C/groups,
+    *kernel), the PyTorch layout, of the same spatial rank (the caller checks
+    the ranks, with messages that name its function). The answer is
+    remembered for hashable arguments: a training loop asks the same
+    question at every step.
     """
-    if len(input_shape) != 4:
-        msg = (
-            f"{input_name} must be 4-D (N, C, H, W) or 3-D (C, H, W), "
-            f"got shape {tuple(input_shape)}"
-        )
-        raise ValueError(msg)
-    if len(weight_shape) != 4:
-        msg = (
-            "weight must be 4-D (out_channels, in_channels/groups, KH, KW), "
-            f"got shape {tuple(weight_shape)}"
-        )
-        raise ValueError(msg)
-    n, c, h, w = (int(s) for s in input_shape)
-    o, cg, kh, kw = (int(s) for s in weight_shape)
+    args = (tuple(input_shape), tuple(weight_shape), stride, padding, dilation, groups, input_name)
+    try:
+        return _cached_geometry(*args)
+    except TypeError as error:  # a list or another unhashable argument: no cache
+        if "unhashable" not in str(error):
+            raise
+        return _conv_geometry(*args)
+
+
+@functools.lru_cache(maxsize=512)
+def _cached_geometry(*args: Any) -> ConvGeometry:
+    return _conv_geometry(*args)
+
+
+def _conv_geometry(
+    input_shape: tuple[int, ...],
+    weight_shape: tuple[int, ...],
+    stride: object,
+    padding: object,
+    dilation: object,
+    groups: object,
+    input_name: str,
+) -> ConvGeometry:
+    rank = len(weight_shape) - 2
+    assert rank >= 1
+    assert len(input_shape) == rank + 2
+    n, c, *in_size = (int(s) for s in input_shape)
+    o, cg, *kernel = (int(s) for s in weight_shape)
     g = positive_int(groups, "groups")
-    stride_hw = as_pair(stride, "stride", minimum=1)
-    dilation_hw = as_pair(dilation, "dilation", minimum=1)
-    if min(kh, kw) < 1:
+    stride_t = as_tuple(stride, "stride", rank, minimum=1)
+    dilation_t = as_tuple(dilation, "dilation", rank, minimum=1)
+    if min(kernel) < 1:
         msg = f"weight must have a non-empty kernel, got shape {tuple(weight_shape)}"
         raise ValueError(msg)
-    if c % g != 0:
-        msg = f"in_channels ({c}, axis 1 of {input_name}) must be divisible by groups={g}"
-        raise ValueError(msg)
-    if o % g != 0:
-        msg = f"out_channels ({o}, axis 0 of weight) must be divisible by groups={g}"
-        raise ValueError(msg)
-    if cg * g != c:
-        msg = (
-            f"{input_name} has {c} channels but weight expects in_channels/groups = {cg} "
-            f"with groups={g}, i.e. {cg * g} channels; weight shape is {tuple(weight_shape)}"
-        )
-        raise ValueError(msg)
-    pad = resolve_padding(padding, (h, w), (kh, kw), stride_hw, dilation_hw)
-    hp, wp = h + pad[0] + pad[1], w + pad[2] + pad[3]
-    eff_kh, eff_kw = dilation_hw[0] * (kh - 1) + 1, dilation_hw[1] * (kw - 1) + 1
-    if eff_kh > hp or eff_kw > wp:
-        msg = (
-            f"kernel size {kh}x{kw} (dilated: {eff_kh}x{eff_kw}) is larger than the padded "
-            f"input {hp}x{wp} (input {h}x{w}, padding {pad}); expected a kernel that fits"
-        )
-        raise ValueError(msg)
-    out_hw = (
-        (hp - eff_kh) // stride_hw[0] + 1,
-        (wp - eff_kw) // stride_hw[1] + 1,
-    )
+    _check_channels(c, o, cg, g, tuple(weight_shape), input_name)
+    pad = resolve_padding(padding, tuple(in_size), tuple(kernel), stride_t, dilation_t)
     return ConvGeometry(
         batch=n,
         in_channels=c,
         out_channels=o,
-        in_hw=(h, w),
-        kernel_hw=(kh, kw),
-        stride=stride_hw,
-        pad=pad,
-        dilation=dilation_hw,
         groups=g,
-        out_hw=out_hw,
+        in_size=tuple(in_size),
+        kernel=tuple(kernel),
+        stride=stride_t,
+        dilation=dilation_t,
+        pad=pad,
+        out_size=_output_size(tuple(in_size), tuple(kernel), stride_t, dilation_t, pad),
     )
 
 
@@ -241,23 +317,19 @@ def window_geometry(
 ) -> ConvGeometry:
     """Geometry of the sliding windows of ``unfold``/``fold`` (no weight, no groups).
 
-    ``out_channels`` mirrors ``in_channels`` so that the result is a valid
-    :class:`ConvGeometry` for the im2col kernels.
+    ``input_shape`` is (N, C, *spatial). ``out_channels`` mirrors
+    ``in_channels`` so that the result is a valid :class:`ConvGeometry` for
+    the im2col kernels.
     """
-    if len(input_shape) != 4:
-        msg = (
-            f"{input_name} must be 4-D (N, C, H, W) or 3-D (C, H, W), "
-            f"got shape {tuple(input_shape)}"
-        )
-        raise ValueError(msg)
+    rank = len(input_shape) - 2
     if isinstance(padding, str):
-        msg = f"padding must be an int or a pair of ints for unfold/fold, got {padding!r}"
+        msg = f"padding must be an int or {_tuple_words(rank)} for unfold/fold, got {padding!r}"
         raise TypeError(msg)
-    kh, kw = as_pair(kernel_size, "kernel_size", minimum=1)
+    kernel = as_tuple(kernel_size, "kernel_size", rank, minimum=1)
     c = int(input_shape[1])
     return conv_geometry(
         input_shape,
-        (c, c, kh, kw),
+        (c, c, *kernel),
         stride=stride,
         padding=padding,
         dilation=dilation,
@@ -274,67 +346,65 @@ def transpose_geometry(
     output_padding: object = 0,
     dilation: object = 1,
     groups: object = 1,
+    op: str = "conv_transpose",
 ) -> ConvGeometry:
-    """Geometry of ``conv_transpose2d`` as the conv2d whose input gradient it is.
+    """Geometry of a transposed convolution as the convolution whose input gradient it is.
 
-    ``input_shape`` is (N, C_in, H, W) and ``weight_shape`` (C_in, C_out/groups, KH, KW).
-    The returned geometry describes a forward conv2d from the transposed
-    convolution's *output* (N, C_out, H_out, W_out) to its input (N, C_in, H, W).
+    ``input_shape`` is (N, C_in, *spatial) and ``weight_shape`` (C_in,
+    C_out/groups, *kernel). The returned geometry describes a forward
+    convolution from the transposed convolution's *output* (N, C_out,
+    *out_spatial) to its input (N, C_in, *spatial).
     """
-    if len(input_shape) != 4:
-        msg = f"x must be 4-D (N, C, H, W) or 3-D (C, H, W), got shape {tuple(input_shape)}"
-        raise ValueError(msg)
-    if len(weight_shape) != 4:
-        msg = (
-            "weight must be 4-D (in_channels, out_channels/groups, KH, KW) for "
-            f"conv_transpose2d, got shape {tuple(weight_shape)}"
-        )
-        raise ValueError(msg)
+    rank = len(weight_shape) - 2
     if isinstance(padding, str):
-        msg = f"padding must be an int or a pair of ints for conv_transpose2d, got {padding!r}"
+        msg = f"padding must be an int or {_tuple_words(rank)} for {op}, got {padding!r}"
         raise TypeError(msg)
-    n, c_in, h, w = (int(s) for s in input_shape)
-    wc, cg_out, kh, kw = (int(s) for s in weight_shape)
+    n, c_in, *in_size = (int(s) for s in input_shape)
+    wc, cg_out, *kernel = (int(s) for s in weight_shape)
     g = positive_int(groups, "groups")
-    stride_hw = as_pair(stride, "stride", minimum=1)
-    dilation_hw = as_pair(dilation, "dilation", minimum=1)
-    ph, pw = as_pair(padding, "padding", minimum=0)
-    op = as_pair(output_padding, "output_padding", minimum=0)
+    stride_t = as_tuple(stride, "stride", rank, minimum=1)
+    dilation_t = as_tuple(dilation, "dilation", rank, minimum=1)
+    pad = as_tuple(padding, "padding", rank, minimum=0)
+    out_pad = as_tuple(output_padding, "output_padding", rank, minimum=0)
     if wc != c_in:
         msg = (
-            f"x has {c_in} channels but weight (in_channels, out_channels/groups, KH, KW) "
+            f"x has {c_in} channels but weight (in_channels, out_channels/groups, *kernel) "
             f"has shape {tuple(weight_shape)}; expected weight.shape[0] == {c_in}"
         )
         raise ValueError(msg)
     if c_in % g != 0:
         msg = f"in_channels ({c_in}, axis 1 of x) must be divisible by groups={g}"
         raise ValueError(msg)
-    for axis in range(2):
-        if op[axis] >= max(stride_hw[axis], dilation_hw[axis]):
-            msg = (
-                f"output_padding must be smaller than either stride or dilation, got "
-                f"output_padding={output_padding!r}, stride={stride!r}, dilation={dilation!r}"
-            )
-            raise ValueError(msg)
-    out_hw = (
-        (h - 1) * stride_hw[0] - 2 * ph + dilation_hw[0] * (kh - 1) + op[0] + 1,
-        (w - 1) * stride_hw[1] - 2 * pw + dilation_hw[1] * (kw - 1) + op[1] + 1,
-    )
-    if min(out_hw) < 1:
+    if min(kernel) < 1:
+        msg = f"weight must have a non-empty kernel, got shape {tuple(weight_shape)}"
+        raise ValueError(msg)
+    if any(op_ >= max(s, d) for op_, s, d in zip(out_pad, stride_t, dilation_t, strict=True)):
         msg = (
-            f"conv_transpose2d output size {out_hw} is not positive for input {h}x{w}, "
-            f"kernel {kh}x{kw}, stride {stride_hw}, padding {(ph, pw)}; reduce padding"
+            f"output_padding must be smaller than either stride or dilation, got "
+            f"output_padding={output_padding!r}, stride={stride!r}, dilation={dilation!r}"
+        )
+        raise ValueError(msg)
+    out_size = tuple(
+        (size - 1) * s - 2 * p + d * (k - 1) + extra + 1
+        for size, s, p, d, k, extra in zip(
+            in_size, stride_t, pad, dilation_t, kernel, out_pad, strict=True
+        )
+    )
+    if min(out_size) < 1:
+        msg = (
+            f"{op} output size {out_size} is not positive for input {_sizes(in_size)}, "
+            f"kernel {_sizes(kernel)}, stride {stride_t}, padding {pad}; reduce padding"
         )
         raise ValueError(msg)
     return ConvGeometry(
         batch=n,
         in_channels=cg_out * g,
         out_channels=c_in,
-        in_hw=out_hw,
-        kernel_hw=(kh, kw),
-        stride=stride_hw,
-        pad=(ph, ph, pw, pw),
-        dilation=dilation_hw,
         groups=g,
-        out_hw=(h, w),
+        in_size=out_size,
+        kernel=tuple(kernel),
+        stride=stride_t,
+        dilation=dilation_t,
+        pad=tuple((p, p) for p in pad),
+        out_size=tuple(in_size),
     )

@@ -1,0 +1,343 @@
+"""The route of a convolution, decided once per call, and each pass as its own function.
+
+::
+
+    functional (checks) -> plan() -> forward | input_grad | weight_grad | bias_grad
+        -> _pointwise | _depthwise | _gemm -> _im2col -> _backend
+
+:func:`plan` looks at the geometry and at what the array library can do
+(:func:`xpconv._backend.capabilities`, asked once) and fixes every choice in
+one :class:`Route`: which kernel computes the forward pass and the weight
+gradient, how the input gradient is formed, whether the products go sample
+by sample and carry the bias, and the workspace limit in force. The passes
+below read the route; none of them asks the backend or the geometry again.
+
+Tests force a route through :func:`forced_route` (configuration, not
+monkeypatching), to check that every route gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+from xpconv._backend import (
+    Scratch,
+    add_into,
+    all_finite,
+    capabilities,
+    device_of,
+    itemsize,
+    memory_bytes,
+    namespace_of,
+)
+from xpconv._depthwise import depthwise_forward, depthwise_grads
+from xpconv._gemm import gemm_forward, gemm_input_grad, gemm_weight_grad
+from xpconv._geometry import ConvGeometry
+from xpconv._pointwise import pointwise_forward, pointwise_input_grad, pointwise_weight_grad
+from xpconv._workspace import get_workspace_limit
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from xpconv._backend import Capabilities
+
+__all__ = [
+    "PER_SAMPLE_MAX_ROWS",
+    "Route",
+    "bias_grad",
+    "check_fits",
+    "choose",
+    "forced_route",
+    "forward",
+    "input_grad",
+    "plan",
+    "weight_grad",
+]
+
+Array = Any
+Namespace = Any
+Kernel = Literal["pointwise", "depthwise", "gemm"]
+InputGradBy = Literal["pointwise", "transposed", "col2im"]
+
+# Largest C*K (column rows) for the per-sample products: below it the
+# transposed copy of the output that one GEMM needs costs as much as the
+# product (docs/performance.md, design-per-sample).
+PER_SAMPLE_MAX_ROWS = 192
+
+
+@dataclass(frozen=True)
+class Route:
+    """Every choice of one convolution call, made once by :func:`plan`.
+
+    ``kernel`` computes the forward pass and the weight gradient: a
+    ``'pointwise'`` layer needs no im2col, a stride-1 ``'depthwise'`` layer
+    works on shifted planes, everything else goes through im2col and matrix
+    products (``'gemm'``). ``input_grad_by`` forms the input gradient: the
+    pointwise product, a ``'transposed'`` convolution of grad_output (stride
+    1, no more output than input channels) or ``'col2im'`` of the column
+    gradient. ``per_sample`` and ``fold_bias`` shape the im2col products
+    (:mod:`xpconv._gemm`); ``limit`` is the workspace limit in force, and
+    ``scratch`` the buffers its passes share.
+    """
+
+    geom: ConvGeometry
+    caps: Capabilities
+    limit: int | None
+    kernel: Kernel
+    input_grad_by: InputGradBy
+    per_sample: bool
+    fold_bias: bool
+    scratch: Scratch = field(default_factory=Scratch, compare=False, repr=False)
+
+    def with_fold_bias(self, fold: bool) -> Route:
+        """This route with the bias carried in the products or not (for a call without bias)."""
+        return self if fold == self.fold_bias else replace(self, fold_bias=fold)
+
+
+# --------------------------------------------------------------------------- choosing
+
+
+def _is_pointwise(geom: ConvGeometry) -> bool:
+    # out_size == in_size also rules out the unread positions that a
+    # transposed convolution's output_padding adds to the input of the
+    # convolution it transposes.
+    return (
+        all(k == 1 for k in geom.kernel)
+        and all(s == 1 for s in geom.stride)
+        and not geom.is_padded
+        and geom.groups == 1
+        and geom.out_size == geom.in_size
+    )
+
+
+def _is_depthwise(geom: ConvGeometry) -> bool:
+    return (
+        geom.groups > 1
+        and geom.groups == geom.in_channels == geom.out_channels
+        and all(s == 1 for s in geom.stride)
+    )
+
+
+def _transposes_input_grad(geom: ConvGeometry) -> bool:
+    # The transposed convolution unfolds grad_output (O channels) where col2im
+    # folds columns of C channels: it moves less data when O <= C.
+    return all(s == 1 for s in geom.stride) and geom.out_channels <= geom.in_channels
+
+
+def _per_sample(geom: ConvGeometry) -> bool:
+    return geom.groups == 1 and geom.column_rows <= PER_SAMPLE_MAX_ROWS
+
+
+_FORCED: ContextVar[dict[str, Any] | None] = ContextVar("xpconv_forced_route", default=None)
+
+
+@contextlib.contextmanager
+def forced_route(**choices: Any) -> Iterator[None]:
+    """Force choices of every :func:`plan` inside the block (for tests).
+
+    ``kernel='gemm'`` and ``input_grad_by='col2im'`` are valid for every
+    convolution; ``per_sample`` may be forced either way for one group;
+    ``fold_bias=False``; ``scratch=False`` runs the generic array-API code
+    instead of the native buffers and strided copies.
+    """
+    allowed = {"kernel", "input_grad_by", "per_sample", "fold_bias", "scratch"}
+    unknown = set(choices) - allowed
+    if unknown:
+        msg = f"forced_route accepts {sorted(allowed)}, got {sorted(unknown)}"
+        raise TypeError(msg)
+    if choices.get("kernel", "gemm") != "gemm":
+        msg = f"only kernel='gemm' can be forced (it serves every convolution), got {choices}"
+        raise ValueError(msg)
+    token = _FORCED.set(choices)
+    try:
+        yield
+    finally:
+        _FORCED.reset(token)
+
+
+def choose(
+    geom: ConvGeometry, caps: Capabilities, limit: int | None, scratch: Scratch | None = None
+) -> Route:
+    """The :class:`Route` for ``geom`` on a library that can do ``caps``."""
+    forced = _FORCED.get() or {}
+    if "scratch" in forced:
+        caps = replace(caps, scratch=forced["scratch"] and caps.scratch)
+    kernel: Kernel = "gemm"
+    if _is_pointwise(geom):
+        kernel = "pointwise"
+    elif _is_depthwise(geom):
+        kernel = "depthwise"
+    kernel = forced.get("kernel", kernel)
+    by: InputGradBy = "col2im"
+    if kernel == "pointwise":
+        by = "pointwise"
+    elif _transposes_input_grad(geom):
+        by = "transposed"
+    if kernel != "pointwise" and "input_grad_by" in forced:
+        stride_one = all(s == 1 for s in geom.stride)
+        by = "transposed" if forced["input_grad_by"] == "transposed" and stride_one else "col2im"
+    per_sample = geom.groups == 1 and forced.get("per_sample", _per_sample(geom))
+    fold_bias = per_sample and caps.scratch and forced.get("fold_bias", True)
+    scratch = Scratch() if scratch is None else scratch
+    return Route(geom, caps, limit, kernel, by, per_sample, fold_bias, scratch)
+
+
+def plan(geom: ConvGeometry, like: Array, xp: Namespace = None) -> Route:
+    """The route of one call on arrays like ``like``: the library is asked here, once.
+
+    A convolution whose smallest workspace tile (the im2col columns of one
+    output row of one sample) cannot fit in the device's memory is refused
+    here, before any work; the public functions check their results.
+    """
+    caps = capabilities(like)
+    item = itemsize(like.dtype, namespace_of(like=like) if xp is None else xp)
+    one_band = (geom.column_rows, geom.out_volume // max(geom.out_size[0], 1))
+    check_fits(one_band, item, like, "the im2col columns of one output row")
+    return choose(geom, caps, get_workspace_limit(gpu=caps.gpu))
+
+
+def check_fits(shape: tuple[int, ...], item: int, like: Array, what: str) -> None:
+    """``MemoryError`` naming the size when an array of ``shape`` cannot fit in memory."""
+    capacity = memory_bytes(like)
+    nbytes = math.prod(shape) * item
+    if capacity is not None and nbytes > capacity:
+        msg = (
+            f"{what} would have shape {shape}: {_human(nbytes)}, more than the "
+            f"{_human(capacity)} of memory of the device that holds the arrays"
+        )
+        raise MemoryError(msg)
+
+
+def _human(nbytes: int) -> str:
+    size = float(nbytes)
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"):
+        if size < 1024 or unit == "YiB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError
+
+
+# --------------------------------------------------------------------------- passes
+
+
+def _zeros(shape: tuple[int, ...], like: Array, xp: Namespace) -> Array:
+    return xp.zeros(shape, dtype=like.dtype, device=device_of(like=like))
+
+
+def forward(x: Array, weight: Array, bias: Array | None, route: Route, xp: Namespace) -> Array:
+    """The convolution's output (N, O, *out_size)."""
+    geom = route.geom
+    if geom.batch == 0:  # an empty batch has nothing to tile (PyTorch returns empty too)
+        return _zeros(geom.output_shape, x, xp)
+    if route.kernel == "depthwise":
+        return depthwise_forward(x, weight, bias, route, xp)
+    if route.kernel == "pointwise":
+        y = pointwise_forward(x, weight, geom, xp)
+        if bias is None:
+            return y
+        # In place where the backend allows it: no second output-sized array.
+        return add_into(y, (...,), xp.reshape(bias, (geom.out_channels, *(1,) * geom.rank)))
+    return gemm_forward(x, weight, bias, route, xp)
+
+
+def input_grad(grad_output: Array, weight: Array, route: Route, xp: Namespace) -> Array:
+    """dL/dx (also a transposed convolution's forward pass)."""
+    geom = route.geom
+    if geom.batch == 0:
+        return _zeros(geom.input_shape, grad_output, xp)
+    if route.input_grad_by == "pointwise":
+        return pointwise_input_grad(grad_output, weight, geom, xp)
+    # The transposed convolution multiplies its zero padding by the weight: a
+    # non-finite weight would turn those zeros into NaN where col2im (and
+    # PyTorch) add nothing. Unless the weight is known to be finite, col2im.
+    if route.input_grad_by == "transposed" and all_finite(weight):
+        return _transposed_input_grad(grad_output, weight, route, xp)
+    return gemm_input_grad(grad_output, weight, replace(route, input_grad_by="col2im"), xp)
+
+
+def weight_grad(
+    grad_output: Array, x: Array, route: Route, xp: Namespace, *, bias: bool
+) -> tuple[Array, Array | None]:
+    """dL/dW and, with ``bias``, dL/db (summed in the same pass where the kernel can)."""
+    geom = route.geom
+    if geom.batch == 0:
+        grad_b = _zeros((geom.out_channels,), x, xp) if bias else None
+        return _zeros(geom.weight_shape, x, xp), grad_b
+    if route.kernel == "depthwise":
+        return depthwise_grads(grad_output, x, route, xp, bias_grad=bias)
+    if route.kernel == "pointwise":
+        item = itemsize(x.dtype, xp)
+        grad_w = pointwise_weight_grad(grad_output, x, geom, item, route.limit, xp)
+        grad_b = None
+    else:
+        grad_w, grad_b = gemm_weight_grad(grad_output, x, route, xp, bias=bias)
+    if bias and grad_b is None:
+        grad_b = bias_grad(grad_output, xp)
+    return grad_w, grad_b
+
+
+def bias_grad(grad_output: Array, xp: Namespace) -> Array:
+    """dL/db: grad_output summed over every axis but the channels."""
+    return xp.sum(grad_output, axis=(0, *range(2, grad_output.ndim)))
+
+
+# --------------------------------------------------------------------------- the transpose rule
+# With stride 1, input position p meets grad_output[p + lo - i*d] through
+# kernel offset i (along every spatial axis; lo is the padding before the
+# axis), so
+#
+#     dL/dx[p] = sum_i W[:, :, i]^T @ grad_output[p + lo - i*d]
+#
+# is the cross-correlation of grad_output, padded by d*(k-1) - lo before each
+# axis (cropped where that is negative), with the kernel flipped and its
+# input and output channels swapped within each group: one more stride-1
+# convolution, with O input channels, which has a route of its own (a
+# depthwise layer's input gradient is depthwise again). That is one im2col
+# and one product with the short (C, O*K) weight on the left, instead of the
+# tall (C*K, O) column-gradient product and a K-slice col2im.
+
+
+def _transposed_geometry(geom: ConvGeometry) -> tuple[ConvGeometry, tuple[slice, ...]]:
+    """The convolution that gives dL/dx, and the crop of grad_output it reads."""
+    pads, crops = [], []
+    for k, d, n, o, (lo, _) in zip(
+        geom.kernel, geom.dilation, geom.in_size, geom.out_size, geom.pad, strict=True
+    ):
+        before = d * (k - 1) - lo
+        after = n + d * (k - 1) - o - before  # enough for n outputs; zeros past grad_output
+        crops.append(slice(max(-before, 0), o - max(-after, 0)))
+        pads.append((max(before, 0), max(after, 0)))
+    transposed = ConvGeometry(
+        batch=geom.batch,
+        in_channels=geom.out_channels,
+        out_channels=geom.in_channels,
+        groups=geom.groups,
+        in_size=tuple(c.stop - c.start for c in crops),
+        kernel=geom.kernel,
+        stride=geom.stride,
+        dilation=geom.dilation,
+        pad=tuple(pads),
+        out_size=geom.in_size,
+    )
+    return transposed, tuple(crops)
+
+
+def _transposed_weight(weight: Array, geom: ConvGeometry, xp: Namespace) -> Array:
+    """(O, C/g, *kernel) -> (C, O/g, *kernel), flipped along every kernel axis."""
+    g, o, c = geom.groups, geom.out_channels, geom.in_channels
+    spatial = tuple(range(3, 3 + geom.rank))
+    per_group = xp.reshape(weight, (g, o // g, c // g, *geom.kernel))
+    swapped = xp.reshape(xp.permute_dims(per_group, (0, 2, 1, *spatial)), (c, o // g, *geom.kernel))
+    return xp.flip(swapped, axis=tuple(a - 1 for a in spatial))
+
+
+def _transposed_input_grad(grad_output: Array, weight: Array, route: Route, xp: Namespace) -> Array:
+    transposed, crops = _transposed_geometry(route.geom)
+    gy = grad_output[(slice(None), slice(None), *crops)]
+    flipped = _transposed_weight(weight, route.geom, xp)
+    route = choose(transposed, route.caps, route.limit, route.scratch)
+    return forward(gy, flipped, None, route, xp)
