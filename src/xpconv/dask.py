@@ -1,18 +1,20 @@
-"""Dask adapter: block-wise conv2d over a batch-chunked ``dask.array``.
+"""Dask adapter: block-wise convolutions over a batch-chunked ``dask.array``, any rank.
 
-:func:`xpconv.conv2d` accepts Dask arrays through the array API, but its
+:func:`xpconv.conv` accepts Dask arrays through the array API, but its
 batched matmuls merge the batch chunks. The functions here keep Dask's
 parallelism where a convolution has it, in the batch axis:
 
-* :func:`conv2d` runs :func:`xpconv.conv2d` on every batch chunk (a NumPy or
-  CuPy block) with ``blockwise``: one task per chunk, lazily, never gathering
-  the batch into one chunk. Channels, height and width are rechunked to one
-  chunk each, as a convolution needs whole images.
-* :func:`conv2d_backward` runs :func:`xpconv.conv2d_backward` once per batch
-  chunk; the input gradient stays chunked like the input, the weight and bias
-  gradients are a sum (tree reduction) of the per-chunk gradients.
-* :class:`BlockwiseConv2d` runs an :class:`xpconv.Conv2d` layer (parameters
-  in NumPy or CuPy) on Dask inputs.
+* :func:`conv` (and :func:`conv1d`, :func:`conv2d`, :func:`conv3d`) runs
+  :func:`xpconv.conv` on every batch chunk (a NumPy or CuPy block) with
+  ``blockwise``: one task per chunk, lazily, never gathering the batch into
+  one chunk. Channels and spatial axes are rechunked to one chunk each, as a
+  convolution needs whole images (signals, volumes).
+* :func:`conv_backward` (and the ``conv1d/2d/3d_backward`` of each rank) runs
+  :func:`xpconv.conv_backward` once per batch chunk; the input gradient stays
+  chunked like the input, the weight and bias gradients are a sum (tree
+  reduction) of the per-chunk gradients.
+* :class:`BlockwiseConv` runs an :class:`xpconv.Conv1d`, :class:`xpconv.Conv2d`
+  or :class:`xpconv.Conv3d` layer (parameters in NumPy or CuPy) on Dask inputs.
 
 The weight and bias may be NumPy or CuPy arrays (the library of the input's
 blocks) or single-chunk Dask arrays; they are shipped to each worker once.
@@ -42,12 +44,23 @@ import dask.array as da
 from dask.base import tokenize
 
 from xpconv._backend import namespace_of
-from xpconv._geometry import ConvGeometry, PaddingArg, PairArg, conv_geometry
-from xpconv.functional import Conv2dGradients
-from xpconv.functional import conv2d as _core_conv2d
-from xpconv.functional import conv2d_backward as _core_conv2d_backward
+from xpconv._geometry import ConvGeometry, PaddingArg, SizeArg, conv_geometry, input_layout
+from xpconv.functional import ConvGradients
+from xpconv.functional import conv as _core_conv
+from xpconv.functional import conv_backward as _core_conv_backward
 
-__all__ = ["BlockwiseConv2d", "conv2d", "conv2d_backward"]
+__all__ = [
+    "BlockwiseConv",
+    "BlockwiseConv2d",
+    "conv",
+    "conv1d",
+    "conv1d_backward",
+    "conv2d",
+    "conv2d_backward",
+    "conv3d",
+    "conv3d_backward",
+    "conv_backward",
+]
 
 Array = Any
 
@@ -107,16 +120,20 @@ def _check(
     **others: Array,
 ) -> ConvGeometry:
     """The core's checks, done eagerly on shapes, dtypes and block types."""
-    if x.ndim != 4:
-        msg = f"x must be 4-D (N, C, H, W) for xpconv.dask, got shape {x.shape}"
+    rank = weight.ndim - 2
+    if rank < 1 or x.ndim != rank + 2:
+        msg = (
+            f"x must be {rank + 2}-D {input_layout(max(rank, 1))} for xpconv.dask with a weight "
+            f"of shape {tuple(weight.shape)}, got shape {x.shape}"
+        )
         raise ValueError(msg)
     metas = {"x": _meta_of(x), "weight": _meta_of(weight), "bias": _meta_of(bias)}
     metas.update({k: _meta_of(v) for k, v in others.items()})
     xp = namespace_of(**metas)  # NumPy blocks with CuPy weights, etc.
     dtypes = {k: m.dtype for k, m in metas.items() if m is not None}
     for name, dtype in dtypes.items():
-        if not xp.isdtype(dtype, "real floating"):
-            msg = f"{name} must have a real floating dtype (float32 or float64), got {dtype}"
+        if not xp.isdtype(dtype, ("real floating", "complex floating")):
+            msg = f"{name} must have a floating dtype (real or complex), got {dtype}"
             raise TypeError(msg)
     if len(set(dtypes.values())) > 1:
         listed = ", ".join(f"{n}: {d}" for n, d in dtypes.items())
@@ -133,10 +150,18 @@ def _check(
 
 
 def _whole_images(x: da.Array) -> da.Array:
-    """Keep the batch chunks; make channels, height and width one chunk each."""
+    """Keep the batch chunks; make the channels and every spatial axis one chunk each."""
     if all(len(c) == 1 for c in x.chunks[1:]):
         return x
-    return x.rechunk({1: -1, 2: -1, 3: -1})
+    return x.rechunk(dict.fromkeys(range(1, x.ndim), -1))
+
+
+def _indices(rank: int) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """``blockwise`` index names of x, weight and y (``(N, C, *spatial)``, ...)."""
+    spatial = tuple(f"x{i}" for i in range(rank))
+    kernel = tuple(f"k{i}" for i in range(rank))
+    out = tuple(f"y{i}" for i in range(rank))
+    return ("n", "c", *spatial), ("o", "cg", *kernel), ("n", "o", *out)
 
 
 # --------------------------------------------------------------------------- blocks
@@ -145,13 +170,13 @@ def _whole_images(x: da.Array) -> da.Array:
 
 def _forward_block(x: Any, weight: Any, bias: Any, **conv_args: Any) -> Any:
     bias = None if bias is None else _single(bias)
-    return _core_conv2d(_single(x), _single(weight), bias, **conv_args)
+    return _core_conv(_single(x), _single(weight), bias, **conv_args)
 
 
 def _backward_block(
     grad_output: Any, x: Any, weight: Any, *, bias: bool, **conv_args: Any
 ) -> tuple[Any, Any, Any]:
-    grads = _core_conv2d_backward(
+    grads = _core_conv_backward(
         _single(grad_output), _single(x), _single(weight), bias=bias, **conv_args
     )
     # Leading axis of one: the per-chunk parameter gradients are summed over it.
@@ -166,73 +191,71 @@ def _pick(parts: Any, index: int) -> Any:
 # --------------------------------------------------------------------------- public API
 
 
-def conv2d(
+def conv(
     x: da.Array,
     weight: Array,
     /,
     bias: Array | None = None,
     *,
-    stride: PairArg = 1,
+    stride: SizeArg = 1,
     padding: PaddingArg = 0,
-    dilation: PairArg = 1,
+    dilation: SizeArg = 1,
     groups: int = 1,
     xp: Any = None,
 ) -> da.Array:
-    """:func:`xpconv.conv2d` on a Dask array, one task per batch chunk.
+    """:func:`xpconv.conv` on a Dask array, one task per batch chunk, any rank.
 
     Parameters
     ----------
     x : dask.array.Array
-        Input (N, C, H, W) with NumPy or CuPy blocks, chunked along N. Chunks
-        along C, H or W are merged (per batch chunk, never across the batch).
+        Input ``(N, C, *spatial)`` (or unbatched ``(C, *spatial)``) with NumPy or CuPy
+        blocks, chunked along N. Chunks along the other axes are merged (per
+        batch chunk, never across the batch).
     weight, bias : array
         NumPy or CuPy arrays of the same library and dtype as the blocks of
-        `x`, or Dask arrays (merged into one chunk).
+        `x`, or Dask arrays (merged into one chunk). The spatial rank is
+        ``weight.ndim - 2``.
     stride, padding, dilation, groups
-        As for :func:`xpconv.conv2d`.
+        As for :func:`xpconv.conv`.
     xp : namespace, optional
         Accepted for signature compatibility; unused (the blocks' library is used).
 
     Returns
     -------
     dask.array.Array
-        Lazy (N, O, OH, OW) result with the batch chunks of `x`.
+        Lazy ``(N, O, *out)`` result with the batch chunks of `x`.
 
     Raises
     ------
     TypeError
         `x` is not a Dask array; parameters from another library or dtype.
     ValueError
-        As :func:`xpconv.conv2d`, checked before anything is computed.
+        As :func:`xpconv.conv`, checked before anything is computed.
     """
     del xp
     x = _check_input(x, "x")
-    if x.ndim == 3:
-        y = conv2d(
-            x[None, ...],
-            weight,
-            bias,
-            stride=stride,
-            padding=padding,
-            dilation=dilation,
-            groups=groups,
-        )
-        return y[0]
-    conv_args = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+    conv_args: dict[str, Any] = {
+        "stride": stride,
+        "padding": padding,
+        "dilation": dilation,
+        "groups": groups,
+    }
+    if x.ndim == weight.ndim - 1:  # unbatched
+        return conv(x[None, ...], weight, bias, **conv_args)[0]
     geom = _check(x, weight, bias, conv_args)
     x = _whole_images(x)
     w = _as_single_chunk(weight, "weight")
     b = _as_single_chunk(bias, "bias")
-    _, o, oh, ow = geom.output_shape
+    x_ind, w_ind, y_ind = _indices(geom.rank)
     return da.blockwise(
         _forward_block,
-        "nopq",
+        y_ind,
         x,
-        "nchw",
+        x_ind,
         w,
-        "abij",
-        *((b, "a") if b is not None else (None, None)),
-        new_axes={"o": o, "p": oh, "q": ow},
+        w_ind,
+        *((b, ("o",)) if b is not None else (None, None)),
+        new_axes=dict(zip(y_ind[1:], geom.output_shape[1:], strict=True)),
         name="xpconv-forward-" + tokenize(x, w, b, conv_args),
         dtype=x.dtype,
         meta=x._meta,
@@ -240,38 +263,38 @@ def conv2d(
     )
 
 
-def conv2d_backward(
+def conv_backward(
     grad_output: da.Array,
     x: da.Array,
     weight: Array,
     /,
     *,
-    stride: PairArg = 1,
+    stride: SizeArg = 1,
     padding: PaddingArg = 0,
-    dilation: PairArg = 1,
+    dilation: SizeArg = 1,
     groups: int = 1,
     bias: bool = True,
     xp: Any = None,
-) -> Conv2dGradients:
-    """:func:`xpconv.conv2d_backward` on Dask arrays, one task per batch chunk.
+) -> ConvGradients:
+    """:func:`xpconv.conv_backward` on Dask arrays, one task per batch chunk, any rank.
 
     Parameters
     ----------
     grad_output : dask.array.Array
-        dL/dy, shape of ``conv2d(x, weight, ...)``; rechunked to the batch
+        dL/dy, shape of ``conv(x, weight, ...)``; rechunked to the batch
         chunks of `x` if they differ.
     x : dask.array.Array
         The forward pass's input.
     weight : array
-        NumPy/CuPy array or Dask array, as for :func:`conv2d`.
+        NumPy/CuPy array or Dask array, as for :func:`conv`.
     stride, padding, dilation, groups, bias
-        As for :func:`xpconv.conv2d_backward`.
+        As for :func:`xpconv.conv_backward`.
     xp : namespace, optional
         Accepted for signature compatibility; unused.
 
     Returns
     -------
-    Conv2dGradients
+    ConvGradients
         Lazy Dask arrays ``(input, weight, bias)``: `input` chunked like `x`,
         `weight` and `bias` sums over the batch chunks. Compute them together
         (``dask.compute(*grads)``) so that each chunk's backward runs once.
@@ -279,91 +302,120 @@ def conv2d_backward(
     del xp
     x = _check_input(x, "x")
     grad_output = _check_input(grad_output, "grad_output")
-    if x.ndim == 3:
-        grads = conv2d_backward(
-            grad_output[None, ...],
-            x[None, ...],
-            weight,
-            stride=stride,
-            padding=padding,
-            dilation=dilation,
-            groups=groups,
-            bias=bias,
-        )
-        return Conv2dGradients(grads.input[0], grads.weight, grads.bias)
-    conv_args = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+    conv_args: dict[str, Any] = {
+        "stride": stride,
+        "padding": padding,
+        "dilation": dilation,
+        "groups": groups,
+    }
+    if x.ndim == weight.ndim - 1:  # unbatched
+        grads = conv_backward(grad_output[None, ...], x[None, ...], weight, bias=bias, **conv_args)
+        return ConvGradients(grads.input[0], grads.weight, grads.bias)
     geom = _check(x, weight, None, conv_args, grad_output=grad_output)
     if tuple(grad_output.shape) != geom.output_shape:
         msg = (
-            f"grad_output must have the conv2d output shape {geom.output_shape}, "
+            f"grad_output must have the convolution's output shape {geom.output_shape}, "
             f"got {tuple(grad_output.shape)}"
         )
         raise ValueError(msg)
     x = _whole_images(x)
-    grad_output = grad_output.rechunk({0: x.chunks[0], 1: -1, 2: -1, 3: -1})
+    grad_output = grad_output.rechunk({0: x.chunks[0], **dict.fromkeys(range(1, x.ndim), -1)})
     w = _as_single_chunk(weight, "weight")
     meta = x._meta
+    x_ind, w_ind, y_ind = _indices(geom.rank)
     # One task per batch chunk returns (grad_input, grad_weight, grad_bias).
     parts = da.blockwise(
         _backward_block,
         "n",
         grad_output,
-        "nopq",
+        y_ind,
         x,
-        "nchw",
+        x_ind,
         w,
-        "abij",
+        w_ind,
         name="xpconv-backward-" + tokenize(grad_output, x, w, bias, conv_args),
         dtype=x.dtype,
         meta=meta.reshape((0,)),
         bias=bias,
         **conv_args,
     )
-    _, c, h, wd = geom.input_shape
     grad_x = da.blockwise(
         _pick,
-        "nchw",
+        x_ind,
         parts,
         "n",
         0,
         None,
-        new_axes={"c": c, "h": h, "w": wd},
+        new_axes=dict(zip(x_ind[1:], geom.input_shape[1:], strict=True)),
         dtype=x.dtype,
         meta=meta,
     )
     per_chunk_w = da.blockwise(
         _pick,
-        "nabij",
+        ("n", *w_ind),
         parts,
         "n",
         1,
         None,
-        new_axes=dict(zip("abij", geom.weight_shape, strict=True)),
+        new_axes=dict(zip(w_ind, geom.weight_shape, strict=True)),
         adjust_chunks={"n": 1},
         dtype=x.dtype,
-        meta=meta.reshape((0,) * 5),
+        meta=meta.reshape((0,) * (geom.rank + 3)),
     )
     grad_w = per_chunk_w.sum(axis=0)
     grad_b = None
     if bias:
         per_chunk_b = da.blockwise(
             _pick,
-            "na",
+            ("n", "o"),
             parts,
             "n",
             2,
             None,
-            new_axes={"a": geom.out_channels},
+            new_axes={"o": geom.out_channels},
             adjust_chunks={"n": 1},
             dtype=x.dtype,
             meta=meta.reshape((0, 0)),
         )
         grad_b = per_chunk_b.sum(axis=0)
-    return Conv2dGradients(grad_x, grad_w, grad_b)
+    return ConvGradients(grad_x, grad_w, grad_b)
 
 
-class BlockwiseConv2d:
-    """Run an :class:`xpconv.Conv2d` layer on batch-chunked Dask inputs.
+def _ranked(rank: int, function: Any, backward: Any) -> tuple[Any, Any]:
+    """``conv{rank}d`` and ``conv{rank}d_backward``: the generic functions, rank checked."""
+
+    def check(weight: Array, name: str) -> None:
+        if weight.ndim != rank + 2:
+            msg = (
+                f"{name} expects a {rank + 2}-D weight (out_channels, in_channels/groups, "
+                f"*kernel), got shape {tuple(weight.shape)}"
+            )
+            raise ValueError(msg)
+
+    def forward(x: da.Array, weight: Array, /, bias: Array | None = None, **kw: Any) -> da.Array:
+        check(weight, f"conv{rank}d")
+        return function(x, weight, bias, **kw)
+
+    def grads(grad_output: da.Array, x: da.Array, weight: Array, /, **kw: Any) -> ConvGradients:
+        check(weight, f"conv{rank}d_backward")
+        return backward(grad_output, x, weight, **kw)
+
+    forward.__name__, grads.__name__ = f"conv{rank}d", f"conv{rank}d_backward"
+    forward.__qualname__, grads.__qualname__ = forward.__name__, grads.__name__
+    forward.__doc__ = (
+        f":func:`conv` with a {rank}-D kernel checked (``xpconv.conv{rank}d`` block-wise)."
+    )
+    grads.__doc__ = f":func:`conv_backward` with a {rank}-D kernel checked."
+    return forward, grads
+
+
+conv1d, conv1d_backward = _ranked(1, conv, conv_backward)
+conv2d, conv2d_backward = _ranked(2, conv, conv_backward)
+conv3d, conv3d_backward = _ranked(3, conv, conv_backward)
+
+
+class BlockwiseConv:
+    """Run an :class:`xpconv.Conv1d`, ``Conv2d`` or ``Conv3d`` layer on Dask inputs.
 
     The layer keeps its NumPy (or CuPy) parameters; :meth:`forward` and
     :meth:`backward` are lazy and block-wise, :meth:`step` computes the
@@ -371,14 +423,14 @@ class BlockwiseConv2d:
 
     Parameters
     ----------
-    layer : xpconv.Conv2d
+    layer : xpconv.Conv1d, xpconv.Conv2d or xpconv.Conv3d
         A layer whose parameters are NumPy or CuPy arrays.
 
     Examples
     --------
     >>> import dask.array as da
     >>> import xpconv, xpconv.dask
-    >>> layer = xpconv.dask.BlockwiseConv2d(xpconv.Conv2d(3, 4, 3, padding=1, rng=0))
+    >>> layer = xpconv.dask.BlockwiseConv(xpconv.Conv2d(3, 4, 3, padding=1, rng=0))
     >>> y = layer(da.ones((8, 3, 16, 16), chunks=(2, 3, 16, 16)))
     >>> grad_x = layer.backward(da.ones_like(y))
     >>> layer.step(0.1)  # computes the weight and bias gradients
@@ -404,7 +456,7 @@ class BlockwiseConv2d:
 
     def forward(self, x: da.Array) -> da.Array:
         """Lazy, block-wise forward; remembers `x` for :meth:`backward`."""
-        y = conv2d(x, self.layer.weight, self.layer.bias, **self._conv_args)
+        y = conv(x, self.layer.weight, self.layer.bias, **self._conv_args)
         self._input = x
         return y
 
@@ -415,7 +467,7 @@ class BlockwiseConv2d:
         if self._input is None:
             msg = "backward() needs a forward() call first: the layer has no saved input"
             raise RuntimeError(msg)
-        grads = conv2d_backward(
+        grads = conv_backward(
             grad_output,
             self._input,
             self.layer.weight,
@@ -439,3 +491,7 @@ class BlockwiseConv2d:
             gw, gb = dask.compute(self.grad_weight, self.grad_bias)
         self.layer.grad_weight, self.layer.grad_bias = gw, gb
         self.layer.step(lr)
+
+
+#: The name :class:`BlockwiseConv` had when it ran :class:`xpconv.Conv2d` only.
+BlockwiseConv2d = BlockwiseConv

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import array_api_compat
 
-from xpconv import nn
-from xpconv._backend import gpu_available, resolve_namespace, synchronize, to_numpy
+from xpconv import _registry, nn
+from xpconv._backend import gpu_available, synchronize, to_numpy
 from xpconv.layers import Conv2d
 
 if TYPE_CHECKING:
@@ -55,23 +55,13 @@ __all__ = [
 Array = Any
 Namespace = Any
 
-#: Backends the demo (and ``xpconv info``) knows, with the package that provides each.
+#: Backends the demo (and ``xpconv info``) knows, with the package that provides each
+#: (the rows of :mod:`xpconv._registry` that the command line accepts).
 BACKENDS: dict[str, str] = {
-    "numpy": "numpy",
-    "torch": "torch",
-    "cupy": "cupy",
-    "jax": "jax",
-    "array_api_strict": "array-api-strict",
-    "dask": "dask",
+    spec.name: spec.distributions[0] for spec in _registry.BACKENDS if spec.cli
 }
-_EXTRA = {
-    "numpy": "xpconv[numpy]",
-    "torch": "xpconv[torch]",
-    "cupy": "xpconv[cupy]",
-    "jax": "xpconv[jax]",
-    "array_api_strict": "array-api-strict",
-    "dask": "xpconv[dask]",
-}
+#: Seeds scikit-learn accepts for the split (``random_state``): 0 to 2**32 - 1.
+MAX_SEED = 2**32 - 1
 DEMO_INSTALL = 'pip install "xpconv[demo]"'
 IMAGE_NAME = "xpconv-demo.png"
 _BAR_FORMAT = "{desc}: {bar:16} {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
@@ -82,17 +72,6 @@ class DemoError(Exception):
 
 
 # --------------------------------------------------------------------------- backends
-
-
-def _import(module: str, backend: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        msg = (
-            f"backend {backend!r} is not installed (cannot import {module}); "
-            f'install it with: pip install "{_EXTRA[backend]}"'
-        )
-        raise DemoError(msg) from None
 
 
 def get_backend(name: str, device: str | None = None) -> tuple[Namespace, Any]:
@@ -106,38 +85,12 @@ def get_backend(name: str, device: str | None = None) -> tuple[Namespace, Any]:
     if name not in BACKENDS:
         msg = f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}"
         raise DemoError(msg)
-    if device is not None and name != "torch":
-        msg = f"--device is only supported with --backend torch, not {name!r}"
-        raise DemoError(msg)
-    if name == "numpy":
-        _import("numpy", name)
-        return _import("array_api_compat.numpy", name), None
-    if name == "torch":
-        torch = _import("torch", name)
-        if device is None:
-            device = "cuda" if gpu_available("torch") else "cpu"
-        try:
-            dev = torch.device(device)
-        except RuntimeError:
-            msg = f"--device must be a torch device such as 'cpu' or 'cuda', got {device!r}"
-            raise DemoError(msg) from None
-        if dev.type == "cuda" and not gpu_available("torch"):
-            msg = "--device cuda was requested but torch cannot use a CUDA GPU here"
-            raise DemoError(msg)
-        return _import("array_api_compat.torch", name), dev
-    if name == "cupy":
-        _import("cupy", name)
-        if not gpu_available("cupy"):
-            msg = "backend 'cupy' is installed but no working CUDA GPU was found here"
-            raise DemoError(msg)
-        return _import("array_api_compat.cupy", name), None
-    if name == "jax":
-        jnp = _import("jax.numpy", name)
-        return resolve_namespace(jnp), None
-    if name == "array_api_strict":
-        return _import("array_api_strict", name), None
-    _import("dask.array", name)
-    return _import("array_api_compat.dask.array", name), None
+    if name == "torch" and device is None:
+        device = "cuda" if gpu_available("torch") else "cpu"
+    try:
+        return _registry.load(name, device)
+    except _registry.BackendError as exc:
+        raise DemoError(str(exc)) from None
 
 
 def _require(module: str, package: str) -> Any:
@@ -323,6 +276,10 @@ def _check_config(config: DemoConfig) -> None:
         or config.threads < 1
     ):
         msg = f"threads must be a positive integer or None, got {config.threads!r}"
+        raise DemoError(msg)
+    seed = config.seed
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        msg = f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}"
         raise DemoError(msg)
     if config.dtype not in ("float32", "float64"):
         msg = f"dtype must be 'float32' or 'float64', got {config.dtype!r}"

@@ -1,8 +1,9 @@
-"""JAX adapter: :func:`conv2d` with xpconv's explicit backward as a ``jax.custom_vjp``.
+"""JAX adapter: :func:`conv` with xpconv's explicit backward as a ``jax.custom_vjp``.
 
-:func:`xpconv.conv2d` already runs on JAX arrays (eagerly and under
+:func:`xpconv.conv` already runs on JAX arrays (eagerly and under
 ``jax.jit``), and ``jax.grad`` can differentiate through its im2col code. The
-function here instead tells JAX to use :func:`xpconv.conv2d_backward` for the
+functions here (:func:`conv` for any rank, :func:`conv1d`, :func:`conv2d`,
+:func:`conv3d`) instead tell JAX to use :func:`xpconv.conv_backward` for the
 reverse pass, so ``jax.grad`` of a loss through xpconv runs xpconv's own
 analytic gradients and equals ``jax.grad`` through
 ``jax.lax.conv_general_dilated``.
@@ -30,27 +31,28 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from xpconv._geometry import PaddingArg, PairArg, as_pair, normalize_padding, positive_int
-from xpconv.functional import conv2d as _core_conv2d
-from xpconv.functional import conv2d_backward
+from xpconv._geometry import PaddingArg, SizeArg, as_tuple, normalize_padding, positive_int
+from xpconv.functional import conv as _core_conv
+from xpconv.functional import conv_backward
 
-__all__ = ["conv2d"]
+__all__ = ["conv", "conv1d", "conv2d", "conv3d"]
 
 Array = Any
+Sizes = tuple[int, ...]
 
 
 def _static_args(
-    stride: object, padding: object, dilation: object, groups: object
-) -> tuple[tuple[int, int], PaddingArg, tuple[int, int], int]:
+    rank: int, stride: object, padding: object, dilation: object, groups: object
+) -> tuple[Sizes, PaddingArg, Sizes, int]:
     """Hashable, normalised versions of the non-differentiable arguments.
 
     ``custom_vjp`` and ``jax.jit`` need hashable static values; a list such as
     ``padding=[1, 2]`` becomes a tuple. The core repeats the full check.
     """
     return (
-        as_pair(stride, "stride", minimum=1),
-        normalize_padding(padding),
-        as_pair(dilation, "dilation", minimum=1),
+        as_tuple(stride, "stride", rank, minimum=1),
+        normalize_padding(padding, rank),
+        as_tuple(dilation, "dilation", rank, minimum=1),
         positive_int(groups, "groups"),
     )
 
@@ -60,7 +62,7 @@ _STATIC = ("stride", "padding", "dilation", "groups")
 # The core runs inside jax.jit: compiled once per shape, and every argument is
 # a tracer there, so a traced input next to a concrete weight (jit with closed-
 # over parameters, vmap) cannot trip the core's device check.
-_forward = jax.jit(_core_conv2d, static_argnames=_STATIC)
+_forward = jax.jit(_core_conv, static_argnames=_STATIC)
 
 
 @functools.partial(jax.jit, static_argnames=(*_STATIC, "bias"))
@@ -69,13 +71,13 @@ def _backward(
     x: Array,
     weight: Array,
     *,
-    stride: tuple[int, int],
+    stride: Sizes,
     padding: PaddingArg,
-    dilation: tuple[int, int],
+    dilation: Sizes,
     groups: int,
     bias: bool,
 ) -> tuple[Array, Array, Array | None]:
-    grads = conv2d_backward(
+    grads = conv_backward(
         grad_output,
         x,
         weight,
@@ -89,13 +91,13 @@ def _backward(
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6))
-def _conv2d(
+def _conv(
     x: Array,
     weight: Array,
     bias: Array | None,
-    stride: tuple[int, int],
+    stride: Sizes,
     padding: PaddingArg,
-    dilation: tuple[int, int],
+    dilation: Sizes,
     groups: int,
 ) -> Array:
     return _forward(
@@ -103,24 +105,24 @@ def _conv2d(
     )
 
 
-def _conv2d_fwd(
+def _conv_fwd(
     x: Array,
     weight: Array,
     bias: Array | None,
-    stride: tuple[int, int],
+    stride: Sizes,
     padding: PaddingArg,
-    dilation: tuple[int, int],
+    dilation: Sizes,
     groups: int,
 ) -> tuple[Array, tuple[Array, Array, Array | None]]:
-    y = _conv2d(x, weight, bias, stride, padding, dilation, groups)
+    y = _conv(x, weight, bias, stride, padding, dilation, groups)
     # bias is kept only to know whether it exists (a pytree: None or an array).
     return y, (x, weight, bias)
 
 
-def _conv2d_bwd(
-    stride: tuple[int, int],
+def _conv_bwd(
+    stride: Sizes,
     padding: PaddingArg,
-    dilation: tuple[int, int],
+    dilation: Sizes,
     groups: int,
     residuals: tuple[Array, Array, Array | None],
     grad_output: Array,
@@ -138,7 +140,108 @@ def _conv2d_bwd(
     )
 
 
-_conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
+_conv.defvjp(_conv_fwd, _conv_bwd)
+
+
+def _apply(
+    x: Array, weight: Array, bias: Array | None, rank: int | None, xp: Any, **conv_args: Any
+) -> Array:
+    name = "conv" if rank is None else f"conv{rank}d"
+    if xp is not None and "jax" not in getattr(xp, "__name__", ""):
+        msg = f"xp must be None or a JAX namespace for xpconv.jax.{name}, got {xp!r}"
+        raise TypeError(msg)
+    x, weight = jnp.asarray(x), jnp.asarray(weight)
+    if bias is not None:
+        bias = jnp.asarray(bias)
+    kernel_rank = weight.ndim - 2
+    if rank is not None and kernel_rank != rank:
+        msg = (
+            f"{name} expects a {rank + 2}-D weight (out_channels, in_channels/groups, *kernel), "
+            f"got shape {tuple(weight.shape)}"
+        )
+        raise ValueError(msg)
+    if kernel_rank < 1:
+        msg = f"{name} expects a weight with at least one spatial axis, got shape {weight.shape}"
+        raise ValueError(msg)
+    return _conv(x, weight, bias, *_static_args(kernel_rank, **conv_args))
+
+
+def conv(
+    x: Array,
+    weight: Array,
+    /,
+    bias: Array | None = None,
+    *,
+    stride: SizeArg = 1,
+    padding: PaddingArg = 0,
+    dilation: SizeArg = 1,
+    groups: int = 1,
+    xp: Any = None,
+) -> Array:
+    """:func:`xpconv.conv` for JAX (any rank), differentiated with :func:`xpconv.conv_backward`.
+
+    :func:`conv1d`, :func:`conv2d` and :func:`conv3d` are the same with the
+    rank checked.
+
+    Parameters
+    ----------
+    x, weight, bias : array
+        As for :func:`xpconv.conv`. Anything ``jax.numpy.asarray`` accepts
+        (NumPy arrays included) is converted to a JAX array first.
+    stride, padding, dilation, groups
+        As for :func:`xpconv.conv`. They are static: Python values, not
+        traced arrays.
+    xp : namespace, optional
+        Accepted for signature compatibility with :func:`xpconv.conv`; must be
+        ``None`` or a JAX namespace.
+
+    Returns
+    -------
+    jax.Array
+        The convolution, shape ``(N, O, *out)`` (or ``(O, *out)``).
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`xpconv.conv`; ``TypeError`` for an ``xp`` that is not JAX.
+
+    Notes
+    -----
+    Reverse mode (``jax.grad``, ``jax.vjp``, ``jax.value_and_grad``) uses
+    xpconv's backward, also under ``jax.jit`` and ``jax.vmap``. Forward mode
+    (``jax.jvp``, ``jax.jacfwd``) is not available for a ``custom_vjp``
+    function; use :func:`xpconv.conv` itself, which JAX differentiates
+    through its array operations, when you need it.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> import xpconv.jax
+    >>> y = xpconv.jax.conv(jnp.ones((1, 1, 4, 4)), jnp.ones((1, 1, 2, 2)), stride=2)
+    >>> y[0, 0].tolist()
+    [[4.0, 4.0], [4.0, 4.0]]
+    """
+    return _apply(
+        x, weight, bias, None, xp, stride=stride, padding=padding, dilation=dilation, groups=groups
+    )
+
+
+def conv1d(
+    x: Array,
+    weight: Array,
+    /,
+    bias: Array | None = None,
+    *,
+    stride: SizeArg = 1,
+    padding: PaddingArg = 0,
+    dilation: SizeArg = 1,
+    groups: int = 1,
+    xp: Any = None,
+) -> Array:
+    """:func:`conv` for signals (N, C, L)."""
+    return _apply(
+        x, weight, bias, 1, xp, stride=stride, padding=padding, dilation=dilation, groups=groups
+    )
 
 
 def conv2d(
@@ -147,43 +250,13 @@ def conv2d(
     /,
     bias: Array | None = None,
     *,
-    stride: PairArg = 1,
+    stride: SizeArg = 1,
     padding: PaddingArg = 0,
-    dilation: PairArg = 1,
+    dilation: SizeArg = 1,
     groups: int = 1,
     xp: Any = None,
 ) -> Array:
-    """:func:`xpconv.conv2d` for JAX, differentiated with :func:`xpconv.conv2d_backward`.
-
-    Parameters
-    ----------
-    x, weight, bias : array
-        As for :func:`xpconv.conv2d`. Anything ``jax.numpy.asarray`` accepts
-        (NumPy arrays included) is converted to a JAX array first.
-    stride, padding, dilation, groups
-        As for :func:`xpconv.conv2d`. They are static: Python values, not
-        traced arrays.
-    xp : namespace, optional
-        Accepted for signature compatibility with :func:`xpconv.conv2d`; must be
-        ``None`` or a JAX namespace.
-
-    Returns
-    -------
-    jax.Array
-        The convolution, shape (N, O, OH, OW) (or (O, OH, OW)).
-
-    Raises
-    ------
-    ValueError, TypeError
-        As :func:`xpconv.conv2d`; ``TypeError`` for an ``xp`` that is not JAX.
-
-    Notes
-    -----
-    Reverse mode (``jax.grad``, ``jax.vjp``, ``jax.value_and_grad``) uses
-    xpconv's backward, also under ``jax.jit`` and ``jax.vmap``. Forward mode
-    (``jax.jvp``, ``jax.jacfwd``) is not available for a ``custom_vjp``
-    function; use :func:`xpconv.conv2d` itself, which JAX differentiates
-    through its array operations, when you need it.
+    """:func:`conv` for images (N, C, H, W).
 
     Examples
     --------
@@ -193,11 +266,24 @@ def conv2d(
     >>> y[0, 0].tolist()
     [[4.0, 4.0], [4.0, 4.0]]
     """
-    if xp is not None and "jax" not in getattr(xp, "__name__", ""):
-        msg = f"xp must be None or a JAX namespace for xpconv.jax.conv2d, got {xp!r}"
-        raise TypeError(msg)
-    static = _static_args(stride, padding, dilation, groups)
-    x, weight = jnp.asarray(x), jnp.asarray(weight)
-    if bias is not None:
-        bias = jnp.asarray(bias)
-    return _conv2d(x, weight, bias, *static)
+    return _apply(
+        x, weight, bias, 2, xp, stride=stride, padding=padding, dilation=dilation, groups=groups
+    )
+
+
+def conv3d(
+    x: Array,
+    weight: Array,
+    /,
+    bias: Array | None = None,
+    *,
+    stride: SizeArg = 1,
+    padding: PaddingArg = 0,
+    dilation: SizeArg = 1,
+    groups: int = 1,
+    xp: Any = None,
+) -> Array:
+    """:func:`conv` for volumes (N, C, D, H, W)."""
+    return _apply(
+        x, weight, bias, 3, xp, stride=stride, padding=padding, dilation=dilation, groups=groups
+    )

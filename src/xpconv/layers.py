@@ -1,30 +1,298 @@
-"""Layer objects: parameters, a forward pass that remembers its input, a backward pass."""
+"""Convolution layers: parameters, a forward pass that remembers its input, a backward pass.
+
+:class:`Conv1d`, :class:`Conv2d` and :class:`Conv3d` (and their transposed
+twins) hold their weight and bias in the array library of your choice, with
+PyTorch's shapes and default initialisation. ``forward(x)`` (also
+``__call__``) remembers ``x``; ``backward(grad_output)`` returns dL/dx and
+sets ``grad_weight`` and ``grad_bias``; ``step(lr)`` is plain SGD.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from xpconv._backend import default_float_dtype, random_uniform, resolve_namespace
-from xpconv._geometry import PaddingArg, PairArg, as_pair, normalize_padding, positive_int
-from xpconv.functional import conv2d, conv2d_backward
+from xpconv._backend import (
+    default_float_dtype,
+    random_uniform,
+    resolve_dtype,
+    resolve_namespace,
+)
+from xpconv._geometry import PaddingArg, SizeArg, as_tuple, normalize_padding, positive_int
+from xpconv.functional import (
+    conv1d,
+    conv1d_backward,
+    conv2d,
+    conv2d_backward,
+    conv3d,
+    conv3d_backward,
+    conv_transpose1d,
+    conv_transpose2d,
+    conv_transpose3d,
+    conv_transpose_backward,
+)
 
-__all__ = ["Conv2d"]
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from xpconv.functional import ConvGradients
+
+__all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"]
 
 Array = Any
 
 
-class Conv2d:
-    """A 2-D convolution layer with explicit backward, like ``torch.nn.Conv2d``.
+class _Conv:
+    """What every convolution layer shares: checked hyperparameters, parameters, SGD."""
+
+    rank: ClassVar[int]
+    transposed: ClassVar[bool] = False
+    # The functional forward and backward passes of this kind of layer.
+    _function: ClassVar[Callable[..., Array]]
+    _backward: ClassVar[Callable[..., ConvGradients]]
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: SizeArg,
+        *,
+        stride: SizeArg,
+        padding: Any,
+        dilation: SizeArg,
+        groups: int,
+        bias: bool,
+        xp: Any,
+        device: Any,
+        dtype: Any,
+        rng: Any,
+    ) -> None:
+        self.in_channels = positive_int(in_channels, "in_channels")
+        self.out_channels = positive_int(out_channels, "out_channels")
+        self.groups = positive_int(groups, "groups")
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if value % self.groups:
+                msg = f"{name} ({value}) must be divisible by groups={groups}"
+                raise ValueError(msg)
+        if not isinstance(bias, bool):
+            msg = f"bias must be True or False, got {bias!r}"
+            raise TypeError(msg)
+        rank = self.rank
+        self.kernel_size = as_tuple(kernel_size, "kernel_size", rank, minimum=1)
+        self.stride = as_tuple(stride, "stride", rank, minimum=1)
+        self.dilation = as_tuple(dilation, "dilation", rank, minimum=1)
+        self.padding = padding
+        self.xp = resolve_namespace(xp)
+        self.device = device
+        self.dtype = (
+            default_float_dtype(self.xp, device) if dtype is None else resolve_dtype(dtype, self.xp)
+        )
+        if not self.xp.isdtype(self.dtype, "real floating"):
+            msg = f"dtype must be a real floating dtype, got {dtype!r}"
+            raise TypeError(msg)
+        self._init_parameters(bias, rng)
+        self.grad_weight: Array | None = None
+        self.grad_bias: Array | None = None
+        self._input: Array | None = None
+
+    def _init_parameters(self, bias: bool, rng: Any) -> None:
+        # PyTorch's default: kaiming_uniform(a=sqrt(5)) reduces to U(-1/sqrt(fan_in), +),
+        # with fan_in the size of weight[0] (for a transposed layer: out_channels/groups * K).
+        g, c, o = self.groups, self.in_channels, self.out_channels
+        channels = (c, o // g) if self.transposed else (o, c // g)
+        shape = (*channels, *self.kernel_size)
+        bound = 1.0 / math.sqrt(math.prod(shape[1:]))
+        self.weight = self._param(random_uniform(rng, -bound, bound, shape))
+        self.bias = self._param(random_uniform(rng, -bound, bound, (o,))) if bias else None
+
+    def _param(self, values: Any) -> Array:
+        try:
+            return self.xp.asarray(values, dtype=self.dtype, device=self.device)
+        except Exception as error:  # each library has its own error for a missing device
+            msg = f"device={self.device!r} is not usable with {self.xp.__name__}: {error}"
+            raise ValueError(msg) from error
+
+    def _saved_input(self) -> Array:
+        if self._input is None:
+            msg = "backward() needs a forward() call first: the layer has no saved input"
+            raise RuntimeError(msg)
+        return self._input
+
+    def step(self, lr: float) -> None:
+        """Plain SGD: ``param -= lr * grad`` for the weight and the bias."""
+        if self.grad_weight is None:
+            msg = "step() needs a backward() call first: there are no gradients"
+            raise RuntimeError(msg)
+        self.weight = self.weight - lr * self.grad_weight
+        if self.bias is not None and self.grad_bias is not None:
+            self.bias = self.bias - lr * self.grad_bias
+
+    def parameters(self) -> list[Array]:
+        """The trainable arrays, weight first."""
+        return [self.weight] if self.bias is None else [self.weight, self.bias]
+
+    def _extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.in_channels}, {self.out_channels}, "
+            f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+            f"{self._extra_repr()}dilation={self.dilation}, groups={self.groups}, "
+            f"bias={self.bias is not None}, dtype={self.dtype})"
+        )
+
+
+class _ConvNd(_Conv):
+    """A convolution layer of rank :attr:`rank`."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: SizeArg,
+        *,
+        stride: SizeArg = 1,
+        padding: PaddingArg = 0,
+        dilation: SizeArg = 1,
+        groups: int = 1,
+        bias: bool = True,
+        xp: Any = None,
+        device: Any = None,
+        dtype: Any = None,
+        rng: Any = None,
+    ) -> None:
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=normalize_padding(padding, self.rank),
+            dilation=dilation,
+            groups=groups,
+            bias=bias,
+            xp=xp,
+            device=device,
+            dtype=dtype,
+            rng=rng,
+        )
+
+    @property
+    def _conv_args(self) -> dict[str, Any]:
+        return {
+            "stride": self.stride,
+            "padding": self.padding,
+            "dilation": self.dilation,
+            "groups": self.groups,
+        }
+
+    def forward(self, x: Array) -> Array:
+        """Convolve ``x``, shape ``(N, C, *spatial)``, and remember it for :meth:`backward`."""
+        y = self._function(x, self.weight, self.bias, **self._conv_args)
+        self._input = x
+        return y
+
+    __call__ = forward
+
+    def backward(self, grad_output: Array) -> Array:
+        """Set ``grad_weight``/``grad_bias`` from dL/dy and return dL/dx."""
+        grads = self._backward(
+            grad_output,
+            self._saved_input(),
+            self.weight,
+            bias=self.bias is not None,
+            **self._conv_args,
+        )
+        self.grad_weight, self.grad_bias = grads.weight, grads.bias
+        return grads.input
+
+
+class _ConvTransposeNd(_Conv):
+    """A transposed convolution layer of rank :attr:`rank`."""
+
+    transposed = True
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: SizeArg,
+        *,
+        stride: SizeArg = 1,
+        padding: SizeArg = 0,
+        output_padding: SizeArg = 0,
+        dilation: SizeArg = 1,
+        groups: int = 1,
+        bias: bool = True,
+        xp: Any = None,
+        device: Any = None,
+        dtype: Any = None,
+        rng: Any = None,
+    ) -> None:
+        if isinstance(padding, str):
+            name = type(self).__name__
+            msg = f"padding must be an int or a tuple of ints for {name}, got {padding!r}"
+            raise TypeError(msg)
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=as_tuple(padding, "padding", self.rank, minimum=0),
+            dilation=dilation,
+            groups=groups,
+            bias=bias,
+            xp=xp,
+            device=device,
+            dtype=dtype,
+            rng=rng,
+        )
+        self.output_padding = as_tuple(output_padding, "output_padding", self.rank, minimum=0)
+
+    @property
+    def _conv_args(self) -> dict[str, Any]:
+        return {
+            "stride": self.stride,
+            "padding": self.padding,
+            "output_padding": self.output_padding,
+            "dilation": self.dilation,
+            "groups": self.groups,
+        }
+
+    def forward(self, x: Array) -> Array:
+        """Transposed convolution of ``x`` (``(N, C_in, *spatial)``); remembers it."""
+        y = self._function(x, self.weight, self.bias, **self._conv_args)
+        self._input = x
+        return y
+
+    __call__ = forward
+
+    def backward(self, grad_output: Array) -> Array:
+        """Set ``grad_weight``/``grad_bias`` from dL/dy and return dL/dx."""
+        grads = self._backward(
+            grad_output,
+            self._saved_input(),
+            self.weight,
+            bias=self.bias is not None,
+            **self._conv_args,
+        )
+        self.grad_weight, self.grad_bias = grads.weight, grads.bias
+        return grads.input
+
+    def _extra_repr(self) -> str:
+        return f"output_padding={self.output_padding}, "
+
+
+_LAYER_DOC = """A {rank}-D {what} layer with explicit backward, like ``torch.nn.{torch}``.
 
     Parameters
     ----------
     in_channels, out_channels : int
         Channels of the input and of the output.
-    kernel_size : int or (int, int)
-        Filter height and width.
-    stride, padding, dilation, groups
-        As for :func:`xpconv.conv2d`.
+    kernel_size : int or {tuple_words}
+        Filter size.
+    stride, padding, {extra}dilation, groups
+        As for :func:`xpconv.{function}`.
     bias : bool, optional
         Whether the layer has a bias.
     xp : namespace, optional
@@ -42,8 +310,8 @@ class Conv2d:
     Attributes
     ----------
     weight : array
-        Shape (out_channels, in_channels/groups, KH, KW), initialised like
-        PyTorch: uniform in ``±1/sqrt(fan_in)`` with ``fan_in = in_channels/groups*KH*KW``.
+        Shape {weight_shape}, initialised like PyTorch: uniform in
+        ``±1/sqrt(fan_in)`` with ``fan_in = {fan_in}``.
     bias : array or None
         Shape (out_channels,), same initialisation.
     grad_weight, grad_bias : array or None
@@ -53,109 +321,85 @@ class Conv2d:
     --------
     >>> import numpy as np
     >>> import xpconv
-    >>> layer = xpconv.Conv2d(3, 8, 3, padding=1, rng=0)
-    >>> y = layer(np.ones((2, 3, 5, 5)))
+    >>> layer = xpconv.{name}(3, 8, 3, {example_args}rng=0)
+    >>> y = layer(np.ones({x_shape}))
     >>> y.shape
-    (2, 8, 5, 5)
+    {y_shape}
     >>> grad_x = layer.backward(np.ones_like(y))
     >>> grad_x.shape, layer.grad_weight.shape
-    ((2, 3, 5, 5), (8, 3, 3, 3))
+    ({x_shape}, {w_shape})
     >>> layer.step(0.1)
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: PairArg,
-        *,
-        stride: PairArg = 1,
-        padding: PaddingArg = 0,
-        dilation: PairArg = 1,
-        groups: int = 1,
-        bias: bool = True,
-        xp: Any = None,
-        device: Any = None,
-        dtype: Any = None,
-        rng: Any = None,
-    ) -> None:
-        self.in_channels = positive_int(in_channels, "in_channels")
-        self.out_channels = positive_int(out_channels, "out_channels")
-        self.groups = positive_int(groups, "groups")
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if value % self.groups:
-                msg = f"{name} ({value}) must be divisible by groups={groups}"
-                raise ValueError(msg)
-        self.kernel_size = as_pair(kernel_size, "kernel_size", minimum=1)
-        self.stride = as_pair(stride, "stride", minimum=1)
-        self.dilation = as_pair(dilation, "dilation", minimum=1)
-        self.padding = normalize_padding(padding)
-        self.xp = resolve_namespace(xp)
-        self.device = device
-        self.dtype = default_float_dtype(self.xp, device) if dtype is None else dtype
-        if not self.xp.isdtype(self.dtype, "real floating"):
-            msg = f"dtype must be a real floating dtype, got {dtype!r}"
-            raise TypeError(msg)
+_KERNEL = {1: "K", 2: "KH, KW", 3: "KD, KH, KW"}
+_TUPLE_WORDS = {1: "1-tuple", 2: "pair of ints", 3: "3-tuple"}
 
-        # PyTorch's default: kaiming_uniform(a=sqrt(5)) reduces to U(-1/sqrt(fan_in), +).
-        fan_in = self.in_channels // self.groups * self.kernel_size[0] * self.kernel_size[1]
-        bound = 1.0 / math.sqrt(fan_in)
-        shape = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
-        self.weight = self._param(random_uniform(rng, -bound, bound, shape))
-        self.bias = (
-            self._param(random_uniform(rng, -bound, bound, (self.out_channels,))) if bias else None
-        )
-        self.grad_weight: Array | None = None
-        self.grad_bias: Array | None = None
-        self._input: Array | None = None
 
-    def _param(self, values: Any) -> Array:
-        return self.xp.asarray(values, dtype=self.dtype, device=self.device)
+def _layer_doc(rank: int, *, transposed: bool, x: tuple[int, ...], y: tuple[int, ...]) -> str:
+    kernel = _KERNEL[rank]
+    name = f"ConvTranspose{rank}d" if transposed else f"Conv{rank}d"
+    if transposed:
+        weight = f"(in_channels, out_channels/groups, {kernel})"
+        fan_in = "out_channels/groups * prod(kernel_size)"
+        w_shape = (3, 8, *(3,) * rank)
+    else:
+        weight = f"(out_channels, in_channels/groups, {kernel})"
+        fan_in = "in_channels/groups * prod(kernel_size)"
+        w_shape = (8, 3, *(3,) * rank)
+    return _LAYER_DOC.format(
+        rank=rank,
+        what="transposed convolution" if transposed else "convolution",
+        torch=name,
+        tuple_words=_TUPLE_WORDS[rank],
+        extra="output_padding, " if transposed else "",
+        function=f"conv_transpose{rank}d" if transposed else f"conv{rank}d",
+        weight_shape=weight,
+        fan_in=fan_in,
+        name=name,
+        example_args="stride=2, " if transposed else "padding=1, ",
+        x_shape=x,
+        y_shape=(*y,),
+        w_shape=w_shape,
+    )
 
-    @property
-    def _conv_args(self) -> dict[str, Any]:
-        return {
-            "stride": self.stride,
-            "padding": self.padding,
-            "dilation": self.dilation,
-            "groups": self.groups,
-        }
 
-    def forward(self, x: Array) -> Array:
-        """Convolve ``x`` (N, C, H, W) and remember it for :meth:`backward`."""
-        y = conv2d(x, self.weight, self.bias, **self._conv_args)
-        self._input = x
-        return y
+class Conv1d(_ConvNd):
+    rank = 1
+    _function = staticmethod(conv1d)
+    _backward = staticmethod(conv1d_backward)
+    __doc__ = _layer_doc(1, transposed=False, x=(2, 3, 10), y=(2, 8, 10))
 
-    __call__ = forward
 
-    def backward(self, grad_output: Array) -> Array:
-        """Set ``grad_weight``/``grad_bias`` from dL/dy and return dL/dx."""
-        if self._input is None:
-            msg = "backward() needs a forward() call first: the layer has no saved input"
-            raise RuntimeError(msg)
-        grads = conv2d_backward(
-            grad_output, self._input, self.weight, bias=self.bias is not None, **self._conv_args
-        )
-        self.grad_weight, self.grad_bias = grads.weight, grads.bias
-        return grads.input
+class Conv2d(_ConvNd):
+    rank = 2
+    _function = staticmethod(conv2d)
+    _backward = staticmethod(conv2d_backward)
+    __doc__ = _layer_doc(2, transposed=False, x=(2, 3, 5, 5), y=(2, 8, 5, 5))
 
-    def step(self, lr: float) -> None:
-        """Plain SGD: ``param -= lr * grad`` for the weight and the bias."""
-        if self.grad_weight is None:
-            msg = "step() needs a backward() call first: there are no gradients"
-            raise RuntimeError(msg)
-        self.weight = self.weight - lr * self.grad_weight
-        if self.bias is not None and self.grad_bias is not None:
-            self.bias = self.bias - lr * self.grad_bias
 
-    def parameters(self) -> list[Array]:
-        """The trainable arrays, weight first."""
-        return [self.weight] if self.bias is None else [self.weight, self.bias]
+class Conv3d(_ConvNd):
+    rank = 3
+    _function = staticmethod(conv3d)
+    _backward = staticmethod(conv3d_backward)
+    __doc__ = _layer_doc(3, transposed=False, x=(2, 3, 4, 4, 4), y=(2, 8, 4, 4, 4))
 
-    def __repr__(self) -> str:
-        return (
-            f"Conv2d({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-            f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}, "
-            f"groups={self.groups}, bias={self.bias is not None}, dtype={self.dtype})"
-        )
+
+class ConvTranspose1d(_ConvTransposeNd):
+    rank = 1
+    _function = staticmethod(conv_transpose1d)
+    _backward = staticmethod(conv_transpose_backward)
+    __doc__ = _layer_doc(1, transposed=True, x=(2, 3, 10), y=(2, 8, 21))
+
+
+class ConvTranspose2d(_ConvTransposeNd):
+    rank = 2
+    _function = staticmethod(conv_transpose2d)
+    _backward = staticmethod(conv_transpose_backward)
+    __doc__ = _layer_doc(2, transposed=True, x=(2, 3, 5, 5), y=(2, 8, 11, 11))
+
+
+class ConvTranspose3d(_ConvTransposeNd):
+    rank = 3
+    _function = staticmethod(conv_transpose3d)
+    _backward = staticmethod(conv_transpose_backward)
+    __doc__ = _layer_doc(3, transposed=True, x=(2, 3, 4, 4, 4), y=(2, 8, 9, 9, 9))

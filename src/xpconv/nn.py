@@ -36,14 +36,24 @@ Examples
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 from typing import TYPE_CHECKING, Any, Protocol
 
 import array_api_compat
+import array_api_extra as xpx
 
-from xpconv._backend import default_float_dtype, materialize, random_uniform, resolve_namespace
+from xpconv._backend import (
+    default_float_dtype,
+    materialize,
+    namespace_of,
+    random_uniform,
+    resolve_namespace,
+    to_numpy,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
 __all__ = [
     "SGD",
@@ -70,11 +80,54 @@ class Module(Protocol):
     def backward(self, grad_output: Array, /) -> Array: ...
 
 
+def _positive_int(value: Any, name: str) -> int:
+    """``value`` as an int >= 1; NumPy integers are accepted, bools and floats are not."""
+    # ValueError for a wrong type too: the layers of this module have always
+    # raised it for sizes (tests/test_demo.py pins Linear(2, True)).
+    msg = f"{name} must be a positive int, got {value!r}"
+    if isinstance(value, bool):
+        raise ValueError(msg)
+    try:
+        result = operator.index(value)
+    except TypeError:
+        raise ValueError(msg) from None
+    if result < 1:
+        raise ValueError(msg)
+    return result
+
+
+def _check_real(x: Array, layer: Any) -> Namespace:
+    """x must be a real (integer or real floating) array, as torch's relu and max_pool2d need.
+
+    Complex values have no order (NumPy compared them lexicographically) and
+    bool arrays fail deep inside some backends.
+    """
+    xp = array_api_compat.array_namespace(x)
+    if not xp.isdtype(x.dtype, ("integral", "real floating")):
+        msg = f"x of {layer!r} must be real (integer or real floating), got dtype {x.dtype}"
+        raise TypeError(msg)
+    return xp
+
+
 def _saved(value: Array | None, method: str) -> Array:
     if value is None:
         msg = f"{method}() needs a forward() call first: the layer has no saved input"
         raise RuntimeError(msg)
     return value
+
+
+def _check_grad_shape(grad_output: Array, expected: tuple[int, ...], layer: Any) -> None:
+    """grad_output must have the shape of the last forward output.
+
+    A smaller one would broadcast (a silently wrong gradient) or fail deep
+    inside a reshape or matmul.
+    """
+    if tuple(grad_output.shape) != tuple(expected):
+        msg = (
+            f"grad_output of {layer!r} must have the shape of its last forward() "
+            f"output {tuple(expected)}, got {tuple(grad_output.shape)}"
+        )
+        raise ValueError(msg)
 
 
 # --------------------------------------------------------------------------- layers
@@ -87,7 +140,7 @@ class ReLU:
         self._mask: Array | None = None
 
     def forward(self, x: Array) -> Array:
-        xp = array_api_compat.array_namespace(x)
+        xp = _check_real(x, self)
         self._mask = x > 0
         return xp.where(self._mask, x, xp.zeros_like(x))
 
@@ -95,6 +148,7 @@ class ReLU:
 
     def backward(self, grad_output: Array) -> Array:
         mask = _saved(self._mask, "backward")
+        _check_grad_shape(grad_output, tuple(mask.shape), self)
         xp = array_api_compat.array_namespace(grad_output)
         return xp.where(mask, grad_output, xp.zeros_like(grad_output))
 
@@ -106,16 +160,14 @@ class MaxPool2d:
     """Non-overlapping max pooling over ``size x size`` windows of (N, C, H, W).
 
     Like ``torch.nn.MaxPool2d(size)``, trailing rows and columns that do not
-    fill a window are dropped. In the backward pass a window whose maximum
-    is tied shares the gradient equally among the tied positions (a valid
-    subgradient; PyTorch picks one of them).
+    fill a window are dropped, and an input smaller than one window is a
+    ``ValueError`` (its output would be empty). In the backward pass a window
+    whose maximum is tied shares the gradient equally among the tied
+    positions (a valid subgradient; PyTorch picks one of them).
     """
 
     def __init__(self, size: int = 2) -> None:
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            msg = f"size must be a positive int, got {size!r}"
-            raise ValueError(msg)
-        self.size = size
+        self.size = _positive_int(size, "size")
         self._saved: tuple[tuple[int, ...], Array] | None = None
 
     def _windows(self, x: Array, xp: Namespace) -> Array:
@@ -126,16 +178,32 @@ class MaxPool2d:
             x = x[:, :, : oh * k, : ow * k]
         return xp.reshape(x, (n, c, oh, k, ow, k))
 
-    def forward(self, x: Array) -> Array:
+    def _check_input(self, x: Array) -> None:
+        _check_real(x, self)
         if x.ndim != 4:
             msg = f"x must be 4-D (N, C, H, W), got shape {tuple(x.shape)}"
             raise ValueError(msg)
+        # Fewer rows or columns than one window: an empty (N, C, 0, W // k)
+        # output, where torch raises "Output size is too small".
+        if min(x.shape[2:]) < self.size:
+            msg = (
+                f"{self!r} needs x of at least {self.size}x{self.size} (H, W), got x of "
+                f"shape {tuple(x.shape)}: the output would be empty"
+            )
+            raise ValueError(msg)
+
+    def forward(self, x: Array) -> Array:
+        self._check_input(x)
         xp = array_api_compat.array_namespace(x)
         windows = self._windows(x, xp)
         y = xp.max(windows, axis=(3, 5))
         n, c, oh, ow = y.shape
         mask = windows == xp.reshape(y, (n, c, oh, 1, ow, 1))
-        share = xp.astype(mask, x.dtype)
+        # The gradient's share is a fraction: floating even for integer images
+        # (array-api-strict refuses integer true division).
+        floating = xp.isdtype(x.dtype, "real floating")
+        dtype = x.dtype if floating else default_float_dtype(xp, array_api_compat.device(x))
+        share = xp.astype(mask, dtype)
         share = share / xp.sum(share, axis=(3, 5), keepdims=True)
         self._saved = (tuple(x.shape), share)
         return y
@@ -147,6 +215,7 @@ class MaxPool2d:
             _saved(None, "backward")
         assert self._saved is not None
         shape, share = self._saved
+        _check_grad_shape(grad_output, (*shape[:2], share.shape[2], share.shape[4]), self)
         xp = array_api_compat.array_namespace(grad_output)
         n, c, oh, ow = grad_output.shape
         g = xp.reshape(grad_output, (n, c, oh, 1, ow, 1)) * share
@@ -172,6 +241,9 @@ class Flatten:
 
     def forward(self, x: Array) -> Array:
         xp = array_api_compat.array_namespace(x)
+        if x.ndim == 0:  # no batch axis to keep (it was an IndexError)
+            msg = f"x must have a batch axis (N, ...), got a 0-d array of shape {tuple(x.shape)}"
+            raise ValueError(msg)
         self._shape = tuple(x.shape)
         return xp.reshape(x, (x.shape[0], -1))
 
@@ -179,6 +251,7 @@ class Flatten:
 
     def backward(self, grad_output: Array) -> Array:
         shape = _saved(self._shape, "backward")
+        _check_grad_shape(grad_output, (shape[0], math.prod(shape[1:])), self)
         xp = array_api_compat.array_namespace(grad_output)
         return xp.reshape(grad_output, shape)
 
@@ -197,8 +270,15 @@ class Linear:
         Whether the layer has a bias.
     xp, device, dtype, rng
         As for :class:`xpconv.Conv2d`: the namespace (NumPy by default), device
-        and dtype of the parameters, and the seed or ``numpy.random.Generator``
-        of their initialisation, PyTorch's ``U(-1/sqrt(in), 1/sqrt(in))``.
+        and dtype (real floating) of the parameters, and the seed or
+        ``numpy.random.Generator`` of their initialisation, PyTorch's
+        ``U(-1/sqrt(in), 1/sqrt(in))``.
+
+    Notes
+    -----
+    The input must be 2-D, (N, in_features); unlike ``torch.nn.Linear``,
+    extra leading dimensions are refused, because the backward pass computes
+    2-D gradients.
     """
 
     def __init__(
@@ -212,15 +292,17 @@ class Linear:
         dtype: Any = None,
         rng: Any = None,
     ) -> None:
-        for name, value in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                msg = f"{name} must be a positive int, got {value!r}"
-                raise ValueError(msg)
+        in_features = _positive_int(in_features, "in_features")
+        out_features = _positive_int(out_features, "out_features")
         self.in_features = in_features
         self.out_features = out_features
         self.xp = resolve_namespace(xp)
         self.device = device
         self.dtype = default_float_dtype(self.xp, device) if dtype is None else dtype
+        if not self.xp.isdtype(self.dtype, "real floating"):
+            # Integer parameters would truncate the U(-b, b) draws to zeros.
+            msg = f"dtype must be a real floating dtype, got {dtype!r}"
+            raise TypeError(msg)
         bound = 1.0 / math.sqrt(in_features)
         self.weight = self._param(random_uniform(rng, -bound, bound, (out_features, in_features)))
         self.bias = (
@@ -233,7 +315,20 @@ class Linear:
     def _param(self, values: Any) -> Array:
         return self.xp.asarray(values, dtype=self.dtype, device=self.device)
 
+    def _check_input(self, x: Array) -> None:
+        namespace_of(x=x, weight=self.weight)  # names x when it comes from another library
+        # Only (N, in_features): backward() computes grad_weight as a 2-D
+        # product, and a batched (N, L, in) input made it 3-D, which the next
+        # optimizer step broadcast into the weight itself.
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            msg = (
+                f"x must be (N, in_features) = (N, {self.in_features}) for {self!r}, "
+                f"got shape {tuple(x.shape)}"
+            )
+            raise ValueError(msg)
+
     def forward(self, x: Array) -> Array:
+        self._check_input(x)
         xp = self.xp
         y = xp.matmul(x, xp.matrix_transpose(self.weight))
         if self.bias is not None:
@@ -245,6 +340,7 @@ class Linear:
 
     def backward(self, grad_output: Array) -> Array:
         x = _saved(self._input, "backward")
+        _check_grad_shape(grad_output, (x.shape[0], self.out_features), self)
         xp = self.xp
         self.grad_weight = xp.matmul(xp.matrix_transpose(grad_output), x)
         if self.bias is not None:
@@ -265,12 +361,97 @@ class Linear:
 # --------------------------------------------------------------------------- loss
 
 
-def one_hot(labels: Array, num_classes: int, dtype: Any) -> Array:
-    """(N,) integer labels -> (N, num_classes) array of 0/1 in ``dtype``."""
+def _values_readable(x: Array) -> bool:
+    """Whether ``x``'s values can be read now, and cheaply.
+
+    False for Dask arrays (reading computes the task graph, again at every
+    check) and for JAX tracers inside ``jax.jit``, ``vmap`` or ``grad`` (they
+    have no values); True for NumPy, CuPy, PyTorch, array-api-strict and
+    eager JAX arrays.
+    """
+    if array_api_compat.is_jax_array(x):
+        # array_api_compat.is_lazy_array says True for every JAX array; only
+        # tracers are lazy, and an eager array's values are there to read.
+        import jax
+
+        tracer = getattr(jax.core, "Tracer", None)
+        return tracer is not None and not isinstance(x, tracer)
+    return not array_api_compat.is_lazy_array(x)
+
+
+def _check_labels(labels: Array, num_classes: int, name: str = "labels") -> None:
+    """Integer class indices in ``[0, num_classes)``, as torch's ``cross_entropy`` needs.
+
+    The dtype is always checked; the range only where :func:`_values_readable`.
+    """
     xp = array_api_compat.array_namespace(labels)
-    classes = xp.arange(num_classes, dtype=labels.dtype, device=array_api_compat.device(labels))
+    if not xp.isdtype(labels.dtype, "integral"):
+        msg = (
+            f"{name} must be integer class indices in [0, {num_classes}), "
+            f"got {name} of dtype {labels.dtype}"
+        )
+        raise TypeError(msg)
+    if _values_readable(labels):
+        _check_label_range(labels, num_classes, xp, name)
+
+
+def _check_label_range(labels: Array, num_classes: int, xp: Namespace, name: str) -> None:
+    # One reduction (and one device sync) when all labels are valid; the
+    # offending values are gathered on the host only to write the error.
+    outside = labels < 0
+    if num_classes <= xp.iinfo(labels.dtype).max:  # else no label can reach it
+        outside = outside | (labels >= num_classes)
+    if not bool(xp.any(outside)):
+        return
+    values = to_numpy(labels)
+    wrong = values[(values < 0) | (values >= num_classes)]
+    shown = sorted(set(wrong.tolist()))
+    listed = ", ".join(str(v) for v in shown[:5]) + (", ..." if len(shown) > 5 else "")
+    msg = (
+        f"{name} must be class indices in [0, {num_classes}), got {listed} "
+        f"({wrong.size} of {values.size} labels out of range)"
+    )
+    raise ValueError(msg)
+
+
+def _one_hot(labels: Array, num_classes: int, dtype: Any) -> Array:
+    xp = array_api_compat.array_namespace(labels)
+    device = array_api_compat.device(labels)
+    if num_classes - 1 > xp.iinfo(labels.dtype).max:
+        # arange(300) in uint8 wraps round (class 256 would equal class 0 and
+        # a label 0 would hit both): count the classes in the default integer.
+        labels = xp.astype(labels, xpx.default_dtype(xp, "integral", device=device))
+    classes = xp.arange(num_classes, dtype=labels.dtype, device=device)
     hits = xp.reshape(labels, (-1, 1)) == xp.reshape(classes, (1, -1))
     return xp.astype(hits, dtype)
+
+
+def one_hot(labels: Array, num_classes: int, dtype: Any) -> Array:
+    """(N,) integer labels -> (N, num_classes) array of 0/1 in ``dtype``.
+
+    Raises
+    ------
+    TypeError
+        If ``labels`` does not have an integer dtype.
+    ValueError
+        If ``num_classes`` is not a positive int, or a label is outside
+        ``[0, num_classes)`` (checked on eager arrays only, as in
+        :class:`SoftmaxCrossEntropy`; elsewhere such a label gives a row of zeros).
+    """
+    num_classes = _positive_int(num_classes, "num_classes")
+    _check_labels(labels, num_classes)
+    return _one_hot(labels, num_classes, dtype)
+
+
+def _check_logits(logits: Array, xp: Namespace) -> None:
+    # Integer logits are refused by torch; complex ones have no maximum to
+    # subtract and no real softmax.
+    if not xp.isdtype(logits.dtype, "real floating"):
+        msg = f"logits must have a real floating dtype, got logits of dtype {logits.dtype}"
+        raise TypeError(msg)
+    if logits.shape[1] < 1:
+        msg = f"logits must have at least one class (column), got shape {tuple(logits.shape)}"
+        raise ValueError(msg)
 
 
 class SoftmaxCrossEntropy:
@@ -279,22 +460,40 @@ class SoftmaxCrossEntropy:
     ``forward(logits, labels)`` returns a 0-d array; it subtracts each row's
     maximum before exponentiating (log-sum-exp), so large logits do not
     overflow. ``backward()`` returns dL/dlogits = (softmax - one_hot) / N.
+
+    Like ``torch.nn.functional.cross_entropy``, ``forward`` requires real
+    floating ``logits`` of shape (N, classes) and integer ``labels`` of shape
+    (N,) in ``[0, classes)``: it raises ``TypeError`` for other dtypes (float
+    or bool labels) and ``ValueError`` for other shapes or a label out of range,
+    naming the offending values.
+
+    Notes
+    -----
+    The range check reads the labels' values, so it runs only on eager arrays
+    (NumPy, CuPy, PyTorch, array-api-strict, JAX outside ``jax.jit``), at the
+    cost of one reduction and, on a GPU, one synchronisation per call. It is
+    skipped on Dask arrays, where reading values would compute the task graph,
+    and on JAX tracers inside ``jax.jit``/``vmap``/``grad``, which have no
+    values. There, an out-of-range label contributes a zero target row (a loss
+    term of 0) instead of an error: check the labels before they become lazy.
     """
 
     def __init__(self) -> None:
         self._saved: tuple[Array, Array] | None = None
 
     def forward(self, logits: Array, labels: Array) -> Array:
+        xp = namespace_of(logits=logits, labels=labels)
         if logits.ndim != 2 or labels.ndim != 1 or labels.shape[0] != logits.shape[0]:
             msg = (
                 "logits must be (N, classes) and labels (N,), got shapes "
                 f"{tuple(logits.shape)} and {tuple(labels.shape)}"
             )
             raise ValueError(msg)
-        xp = array_api_compat.array_namespace(logits, labels)
+        _check_logits(logits, xp)
+        _check_labels(labels, logits.shape[1])
         shifted = logits - xp.max(logits, axis=1, keepdims=True)
         log_probs = shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
-        target = one_hot(labels, logits.shape[1], logits.dtype)
+        target = _one_hot(labels, logits.shape[1], logits.dtype)
         self._saved = (xp.exp(log_probs), target)
         return -xp.sum(target * log_probs) / logits.shape[0]
 
@@ -311,9 +510,47 @@ class SoftmaxCrossEntropy:
         return "SoftmaxCrossEntropy()"
 
 
+def _check_accuracy_args(logits: Array, labels: Array, xp: Namespace) -> None:
+    # A (1,) labels array used to broadcast against N predictions: an
+    # "accuracy" of up to N.
+    if logits.ndim != 2 or labels.ndim != 1 or labels.shape[0] != logits.shape[0]:
+        msg = (
+            "logits must be (N, classes) and labels (N,), got shapes "
+            f"{tuple(logits.shape)} and {tuple(labels.shape)}"
+        )
+        raise ValueError(msg)
+    if labels.shape[0] == 0:
+        msg = (
+            f"accuracy needs at least one sample, got logits of shape {tuple(logits.shape)} "
+            "(an empty batch has no accuracy)"
+        )
+        raise ValueError(msg)
+    if not xp.isdtype(labels.dtype, "integral"):
+        msg = f"labels must be integer class indices, got labels of dtype {labels.dtype}"
+        raise TypeError(msg)
+
+
 def accuracy(logits: Array, labels: Array) -> float:
-    """Fraction of rows whose largest logit is at the label."""
-    xp = array_api_compat.array_namespace(logits, labels)
+    """Fraction of rows whose largest logit is at the label.
+
+    Parameters
+    ----------
+    logits : array of shape (N, classes)
+        Scores, one row per sample.
+    labels : integer array of shape (N,)
+        The true classes (a label outside ``[0, classes)`` is never a hit).
+
+    Raises
+    ------
+    TypeError
+        If ``labels`` does not have an integer dtype.
+    ValueError
+        If the shapes are not (N, classes) and (N,), or N is 0: the accuracy
+        of an empty batch is undefined (0 / 0), and a NaN would silently
+        poison a batch-weighted mean such as ``xpconv.demo.evaluate``'s.
+    """
+    xp = namespace_of(logits=logits, labels=labels)
+    _check_accuracy_args(logits, labels, xp)
     hits = xp.argmax(logits, axis=1) == labels
     return float(xp.sum(xp.astype(hits, labels.dtype))) / labels.shape[0]
 
@@ -325,6 +562,14 @@ class Sequential:
     """Layers applied in order; ``backward`` runs them in reverse."""
 
     def __init__(self, *layers: Module) -> None:
+        for i, layer in enumerate(layers):
+            # Caught here, not as an AttributeError in the middle of forward().
+            if not all(callable(getattr(layer, m, None)) for m in ("forward", "backward")):
+                msg = (
+                    f"layers must have forward() and backward() methods (xpconv.Conv2d, "
+                    f"nn.ReLU, ...), got layer {i}: {layer!r}"
+                )
+                raise TypeError(msg)
         self.layers = list(layers)
 
     def forward(self, x: Array) -> Array:
@@ -364,8 +609,24 @@ class Sequential:
 
 
 def _slots(model: Sequential | Iterable[tuple[Any, str]]) -> list[tuple[Any, str]]:
-    pairs = model.named_parameters() if isinstance(model, Sequential) else model
-    return list(pairs)
+    """The ``(layer, name)`` pairs an optimizer updates, checked now rather than at step()."""
+    pairs = list(model.named_parameters() if isinstance(model, Sequential) else model)
+    for i, pair in enumerate(pairs):
+        # A bare layer (model=[linear]) used to fail inside step() as an unpacking error.
+        if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[1], str)):
+            msg = (
+                "model must be a Sequential or (layer, name) pairs such as "
+                f"(linear, 'weight'), got item {i}: {pair!r}"
+            )
+            raise TypeError(msg)
+        # A misspelt name surfaced at step() as a misleading "needs a backward() call".
+        if getattr(pair[0], pair[1], None) is None:
+            msg = f"model item {i}: {pair[0]!r} has no array {pair[1]!r} to optimize"
+            raise ValueError(msg)
+    if not pairs:  # step() would do nothing, silently; torch raises too
+        msg = f"model has no parameters to optimize, got {model!r}"
+        raise ValueError(msg)
+    return pairs
 
 
 def _grad(layer: Any, name: str) -> Array:
@@ -376,11 +637,37 @@ def _grad(layer: Any, name: str) -> Array:
     return grad
 
 
-def _check_lr(lr: float) -> float:
-    if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
-        msg = f"lr must be a positive finite number, got {lr!r}"
+def _real(value: Any, name: str, rule: str, ok: Callable[[float], bool]) -> float:
+    """``value`` as a float when it is a real number (not a bool) for which ``ok`` holds.
+
+    Always ``ValueError``, as this module has raised for ``lr`` (tests pin it).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not ok(float(value)):
+        msg = f"{name} must be {rule}, got {value!r}"
         raise ValueError(msg)
-    return float(lr)
+    return float(value)
+
+
+def _check_lr(lr: float) -> float:
+    return _real(lr, "lr", "a positive finite number", lambda v: math.isfinite(v) and v > 0)
+
+
+def _check_non_negative(value: float, name: str) -> float:
+    return _real(value, name, "a finite number >= 0", lambda v: math.isfinite(v) and v >= 0)
+
+
+def _check_betas(betas: Any) -> tuple[float, float]:
+    # beta1 = 1 made the bias correction 1 - beta1**t zero (ZeroDivisionError
+    # at step()); beta2 = 1 divided by zero in the second-moment correction.
+    rule = "a pair (beta1, beta2) of numbers in [0, 1)"
+    if not (isinstance(betas, tuple | list) and len(betas) == 2):
+        msg = f"betas must be {rule}, got {betas!r}"
+        raise ValueError(msg)
+    b1, b2 = (
+        _real(b, f"betas[{i}]", "a number in [0, 1)", lambda v: 0 <= v < 1)
+        for i, b in enumerate(betas)
+    )
+    return b1, b2
 
 
 class SGD:
@@ -388,14 +675,22 @@ class SGD:
 
     ``v = momentum * v + g``; ``p = p - lr * v``. Parameters are rebound, not
     modified in place, so immutable arrays (JAX) work too.
+
+    Raises
+    ------
+    ValueError
+        If ``lr`` is not a positive finite number, ``momentum`` is negative or
+        not finite, or ``model`` names no parameter or one its layer lacks.
+    TypeError
+        If ``model`` is neither a :class:`Sequential` nor ``(layer, name)`` pairs.
     """
 
     def __init__(
         self, model: Sequential | Iterable[tuple[Any, str]], lr: float, momentum: float = 0.9
     ) -> None:
-        self.slots = _slots(model)
         self.lr = _check_lr(lr)
-        self.momentum = float(momentum)
+        self.momentum = _check_non_negative(momentum, "momentum")
+        self.slots = _slots(model)
         self._velocity: list[Array | None] = [None] * len(self.slots)
 
     def step(self) -> None:
@@ -414,7 +709,17 @@ class SGD:
 
 
 class Adam:
-    """Adam (Kingma & Ba, 2015) with bias correction, like ``torch.optim.Adam``."""
+    """Adam (Kingma & Ba, 2015) with bias correction, like ``torch.optim.Adam``.
+
+    Raises
+    ------
+    ValueError
+        If ``lr`` is not a positive finite number, ``betas`` is not a pair of
+        numbers in [0, 1), ``eps`` is negative or not finite, or ``model``
+        names no parameter or one its layer lacks.
+    TypeError
+        If ``model`` is neither a :class:`Sequential` nor ``(layer, name)`` pairs.
+    """
 
     def __init__(
         self,
@@ -423,10 +728,10 @@ class Adam:
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
     ) -> None:
-        self.slots = _slots(model)
         self.lr = _check_lr(lr)
-        self.beta1, self.beta2 = (float(b) for b in betas)
-        self.eps = float(eps)
+        self.beta1, self.beta2 = _check_betas(betas)
+        self.eps = _check_non_negative(eps, "eps")
+        self.slots = _slots(model)
         self.t = 0
         self._m: list[Array] = [None] * len(self.slots)  # zeros at the first step
         self._v: list[Array] = [None] * len(self.slots)

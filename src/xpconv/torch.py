@@ -1,11 +1,12 @@
 """PyTorch adapter: xpconv's forward and explicit backward inside ``torch.autograd``.
 
-:func:`xpconv.conv2d` runs on torch tensors, but autograd would then record
-every im2col slice. :func:`conv2d` here is a ``torch.autograd.Function``
-whose backward is :func:`xpconv.conv2d_backward`, so ``loss.backward()``
-through xpconv gives the same gradients as through
-``torch.nn.functional.conv2d``; :class:`Conv2d` is the matching
-``torch.nn.Module``.
+:func:`xpconv.conv` runs on torch tensors, but autograd would then record
+every im2col slice. :func:`conv` here (and :func:`conv1d`, :func:`conv2d`,
+:func:`conv3d`) is a ``torch.autograd.Function`` whose backward is
+:func:`xpconv.conv_backward`, so ``loss.backward()`` through xpconv gives the
+same gradients as through ``torch.nn.functional.conv1d/2d/3d``;
+:class:`Conv1d`, :class:`Conv2d` and :class:`Conv3d` are the matching
+``torch.nn.Module`` classes.
 
 Examples
 --------
@@ -24,21 +25,41 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from xpconv.functional import conv2d as _core_conv2d
-from xpconv.functional import conv2d_backward
-from xpconv.layers import Conv2d as _CoreConv2d
+from xpconv import functional as _core
+from xpconv import layers as _layers
 
 if TYPE_CHECKING:
-    from xpconv._geometry import PaddingArg, PairArg
+    from xpconv._geometry import PaddingArg, SizeArg
 
-__all__ = ["Conv2d", "Conv2dFunction", "conv2d"]
+__all__ = [
+    "Conv1d",
+    "Conv2d",
+    "Conv2dFunction",
+    "Conv3d",
+    "ConvFunction",
+    "conv",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+]
 
 
-class Conv2dFunction(torch.autograd.Function):
-    """``torch.autograd.Function`` running :func:`xpconv.conv2d` and its explicit backward.
+# The core functions for each spatial rank (None: any rank, from the weight).
+_FORWARD = {None: _core.conv, 1: _core.conv1d, 2: _core.conv2d, 3: _core.conv3d}
+_BACKWARD = {
+    None: _core.conv_backward,
+    1: _core.conv1d_backward,
+    2: _core.conv2d_backward,
+    3: _core.conv3d_backward,
+}
 
-    Call it through :func:`conv2d`. The backward is itself written with torch
-    operations, so double backward (``create_graph=True``) works too.
+
+class ConvFunction(torch.autograd.Function):
+    """``torch.autograd.Function`` running :func:`xpconv.conv` and its explicit backward.
+
+    Call it through :func:`conv` (or ``conv1d/2d/3d``). The backward is itself
+    written with torch operations, so double backward
+    (``create_graph=True``) works too.
     """
 
     @staticmethod
@@ -46,25 +67,16 @@ class Conv2dFunction(torch.autograd.Function):
         x: torch.Tensor,
         weight: torch.Tensor,
         bias: torch.Tensor | None,
-        stride: PairArg,
-        padding: PaddingArg,
-        dilation: PairArg,
-        groups: int,
+        conv_args: dict[str, Any],
+        rank: int | None,
     ) -> torch.Tensor:
-        return _core_conv2d(
-            x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups
-        )
+        return _FORWARD[rank](x, weight, bias, **conv_args)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-        x, weight, bias, stride, padding, dilation, groups = inputs
+        x, weight, bias, conv_args, rank = inputs
         ctx.save_for_backward(x, weight)
-        ctx.conv_args = {
-            "stride": stride,
-            "padding": padding,
-            "dilation": dilation,
-            "groups": groups,
-        }
+        ctx.conv_args, ctx.rank = conv_args, rank
         ctx.has_bias = bias is not None
 
     @staticmethod
@@ -72,8 +84,8 @@ class Conv2dFunction(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         if not (need_x or need_w or need_b):
-            return (None,) * 7
-        grads = conv2d_backward(
+            return (None,) * 5
+        grads = _BACKWARD[ctx.rank](
             grad_output, x, weight, bias=ctx.has_bias and need_b, **ctx.conv_args
         )
         return (
@@ -82,9 +94,97 @@ class Conv2dFunction(torch.autograd.Function):
             grads.bias if need_b else None,
             None,
             None,
-            None,
-            None,
         )
+
+
+#: The name :class:`ConvFunction` had when it was 2-D only.
+Conv2dFunction = ConvFunction
+
+
+def _apply(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    rank: int | None,
+    xp: Any,
+    **conv_args: Any,
+) -> torch.Tensor:
+    name = "conv" if rank is None else f"conv{rank}d"
+    if xp is not None and "torch" not in getattr(xp, "__name__", ""):
+        msg = f"xp must be None or a torch namespace for xpconv.torch.{name}, got {xp!r}"
+        raise TypeError(msg)
+    out: torch.Tensor = ConvFunction.apply(x, weight, bias, conv_args, rank)
+    return out
+
+
+def conv(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    /,
+    bias: torch.Tensor | None = None,
+    *,
+    stride: SizeArg = 1,
+    padding: PaddingArg = 0,
+    dilation: SizeArg = 1,
+    groups: int = 1,
+    xp: Any = None,
+) -> torch.Tensor:
+    """:func:`xpconv.conv` on torch tensors (any rank), differentiable by ``torch.autograd``.
+
+    :func:`conv1d`, :func:`conv2d` and :func:`conv3d` are the same with the
+    rank checked, as :func:`xpconv.conv1d` etc.
+
+    Parameters
+    ----------
+    x, weight, bias : torch.Tensor
+        As for :func:`xpconv.conv`; any may have ``requires_grad=True``.
+    stride, padding, dilation, groups
+        As for :func:`xpconv.conv`.
+    xp : namespace, optional
+        Accepted for signature compatibility with :func:`xpconv.conv`; must be
+        ``None`` or a torch namespace.
+
+    Returns
+    -------
+    torch.Tensor
+        The convolution; its ``grad_fn`` calls :func:`xpconv.conv_backward`.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`xpconv.conv`; ``TypeError`` for an ``xp`` that is not torch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import xpconv.torch
+    >>> w = torch.ones(1, 1, 2, 2, requires_grad=True)
+    >>> xpconv.torch.conv(torch.ones(1, 1, 3, 3), w).sum().backward()
+    >>> w.grad[0, 0]
+    tensor([[4., 4.],
+            [4., 4.]])
+    """
+    return _apply(
+        x, weight, bias, None, xp, stride=stride, padding=padding, dilation=dilation, groups=groups
+    )
+
+
+def conv1d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    /,
+    bias: torch.Tensor | None = None,
+    *,
+    stride: SizeArg = 1,
+    padding: PaddingArg = 0,
+    dilation: SizeArg = 1,
+    groups: int = 1,
+    xp: Any = None,
+) -> torch.Tensor:
+    """:func:`conv` for signals (N, C, L), like ``torch.nn.functional.conv1d``."""
+    return _apply(
+        x, weight, bias, 1, xp, stride=stride, padding=padding, dilation=dilation, groups=groups
+    )
 
 
 def conv2d(
@@ -93,33 +193,13 @@ def conv2d(
     /,
     bias: torch.Tensor | None = None,
     *,
-    stride: PairArg = 1,
+    stride: SizeArg = 1,
     padding: PaddingArg = 0,
-    dilation: PairArg = 1,
+    dilation: SizeArg = 1,
     groups: int = 1,
     xp: Any = None,
 ) -> torch.Tensor:
-    """:func:`xpconv.conv2d` on torch tensors, differentiable by ``torch.autograd``.
-
-    Parameters
-    ----------
-    x, weight, bias : torch.Tensor
-        As for :func:`xpconv.conv2d`; any may have ``requires_grad=True``.
-    stride, padding, dilation, groups
-        As for :func:`xpconv.conv2d`.
-    xp : namespace, optional
-        Accepted for signature compatibility with :func:`xpconv.conv2d`; must be
-        ``None`` or a torch namespace.
-
-    Returns
-    -------
-    torch.Tensor
-        The convolution; its ``grad_fn`` calls :func:`xpconv.conv2d_backward`.
-
-    Raises
-    ------
-    ValueError, TypeError
-        As :func:`xpconv.conv2d`; ``TypeError`` for an ``xp`` that is not torch.
+    """:func:`conv` for images (N, C, H, W), like ``torch.nn.functional.conv2d``.
 
     Examples
     --------
@@ -131,40 +211,43 @@ def conv2d(
     tensor([[4., 4.],
             [4., 4.]])
     """
-    if xp is not None and "torch" not in getattr(xp, "__name__", ""):
-        msg = f"xp must be None or a torch namespace for xpconv.torch.conv2d, got {xp!r}"
-        raise TypeError(msg)
-    out: torch.Tensor = Conv2dFunction.apply(x, weight, bias, stride, padding, dilation, groups)
-    return out
+    return _apply(
+        x, weight, bias, 2, xp, stride=stride, padding=padding, dilation=dilation, groups=groups
+    )
 
 
-class Conv2d(torch.nn.Module):
-    """``torch.nn.Module`` with :class:`xpconv.Conv2d`'s parameters and xpconv's kernels.
+def conv3d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    /,
+    bias: torch.Tensor | None = None,
+    *,
+    stride: SizeArg = 1,
+    padding: PaddingArg = 0,
+    dilation: SizeArg = 1,
+    groups: int = 1,
+    xp: Any = None,
+) -> torch.Tensor:
+    """:func:`conv` for volumes (N, C, D, H, W), like ``torch.nn.functional.conv3d``."""
+    return _apply(
+        x, weight, bias, 3, xp, stride=stride, padding=padding, dilation=dilation, groups=groups
+    )
 
-    A drop-in for ``torch.nn.Conv2d`` (same parameter shapes and names, same
-    default initialisation) whose forward and backward are xpconv's. With the
-    same ``rng`` it starts from the same weights as :class:`xpconv.Conv2d`.
 
-    Parameters
-    ----------
-    in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias
-        As for :class:`xpconv.Conv2d`.
-    device, dtype : optional
-        Where and in which dtype the parameters live (``torch.get_default_dtype()``
-        by default).
-    rng : int or numpy.random.Generator, optional
-        Seed for the initialisation.
-    """
+class _ConvModule(torch.nn.Module):
+    """``torch.nn.Module`` with an xpconv layer's parameters and xpconv's kernels."""
+
+    _core: type[Any]
 
     def __init__(
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size: PairArg,
+        kernel_size: SizeArg,
         *,
-        stride: PairArg = 1,
+        stride: SizeArg = 1,
         padding: PaddingArg = 0,
-        dilation: PairArg = 1,
+        dilation: SizeArg = 1,
         groups: int = 1,
         bias: bool = True,
         device: Any = None,
@@ -172,7 +255,7 @@ class Conv2d(torch.nn.Module):
         rng: Any = None,
     ) -> None:
         super().__init__()
-        core = _CoreConv2d(
+        core = self._core(
             in_channels,
             out_channels,
             kernel_size,
@@ -197,10 +280,12 @@ class Conv2d(torch.nn.Module):
             self.bias = torch.nn.Parameter(core.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return conv2d(
+        return _apply(
             x,
             self.weight,
             self.bias,
+            self._core.rank,
+            None,
             stride=self.stride,
             padding=self.padding,
             dilation=self.dilation,
@@ -213,3 +298,36 @@ class Conv2d(torch.nn.Module):
             f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}, "
             f"groups={self.groups}, bias={self.bias is not None}"
         )
+
+
+_MODULE_DOC = """``torch.nn.Module`` with :class:`xpconv.{name}`'s parameters and xpconv's kernels.
+
+    A drop-in for ``torch.nn.{name}`` (same parameter shapes and names, same
+    default initialisation) whose forward and backward are xpconv's. With the
+    same ``rng`` it starts from the same weights as :class:`xpconv.{name}`.
+
+    Parameters
+    ----------
+    in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias
+        As for :class:`xpconv.{name}`.
+    device, dtype : optional
+        Where and in which dtype the parameters live (``torch.get_default_dtype()``
+        by default).
+    rng : int or numpy.random.Generator, optional
+        Seed for the initialisation.
+    """
+
+
+class Conv1d(_ConvModule):
+    __doc__ = _MODULE_DOC.format(name="Conv1d")
+    _core = _layers.Conv1d
+
+
+class Conv2d(_ConvModule):
+    __doc__ = _MODULE_DOC.format(name="Conv2d")
+    _core = _layers.Conv2d
+
+
+class Conv3d(_ConvModule):
+    __doc__ = _MODULE_DOC.format(name="Conv3d")
+    _core = _layers.Conv3d
