@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 
-from xpconv._backend import gpu_available
+from xpconv import _registry
+from xpconv._backend import to_numpy
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -27,17 +28,21 @@ if TYPE_CHECKING:
 OLDEST_API_VERSION = "2023.12"
 
 
-class Backend(enum.Enum):
-    NUMPY = "numpy"
-    ARRAY_API_STRICT = "array_api_strict"
-    TORCH = "torch"
-    JAX = "jax"
-    DASK = "dask"
-    CUPY = "cupy"
-    TORCH_CUDA = "torch-cuda"
-
+class _Backend(enum.Enum):
     def __str__(self) -> str:
-        return self.value
+        return str(self.value)
+
+
+#: One member per row of xpconv's backend registry (``xpconv._registry``):
+#: ``Backend.NUMPY``, ``Backend.ARRAY_API_STRICT``, ..., ``Backend.TORCH_CUDA``,
+#: whose values are the names ``XPCONV_TEST_BACKENDS`` and the markers use.
+Backend = _Backend(
+    "Backend", [(name.upper().replace("-", "_"), name) for name in _registry.names()]
+)
+
+#: Eager backends (JAX, Dask) where the suite runs a representative subset of
+#: the parametrized cases (``tests/reference.py`` thins on these).
+SLOW_BACKENDS: tuple[str, ...] = _registry.slow_names()
 
 
 @dataclass(frozen=True)
@@ -67,64 +72,35 @@ class BackendCase:
 
 
 def _make(backend: Backend) -> BackendCase:
-    import array_api_compat
-
-    if backend is Backend.NUMPY:
-        import array_api_compat.numpy as xp
-
-        return BackendCase(backend, xp, None, np.asarray)
-    if backend is Backend.ARRAY_API_STRICT:
-        import array_api_strict as xp
-
-        # Test the oldest standard version xpconv claims (see OLDEST_API_VERSION).
-        xp.set_array_api_strict_flags(api_version=OLDEST_API_VERSION)
-        return BackendCase(backend, xp, None, np.from_dlpack)
-    if backend in (Backend.TORCH, Backend.TORCH_CUDA):
-        import array_api_compat.torch as xp
-
-        device = "cuda" if backend is Backend.TORCH_CUDA else "cpu"
-        return BackendCase(backend, xp, device, lambda a: a.detach().cpu().numpy())
+    """The namespace and device from the registry, with the test suite's settings."""
     if backend is Backend.JAX:
         import jax
 
         jax.config.update("jax_enable_x64", True)  # float64 tests need it
-        xp = array_api_compat.array_namespace(jax.numpy.asarray(0.0))
-        return BackendCase(backend, xp, None, np.asarray)
-    if backend is Backend.DASK:
-        import array_api_compat.dask.array as xp
-
-        return BackendCase(backend, xp, None, lambda a: a.compute())
-    if backend is Backend.CUPY:
-        import array_api_compat.cupy as xp
-
-        return BackendCase(backend, xp, None, lambda a: a.get())
-    raise AssertionError(backend)
+    xp, device = _registry.load(backend.value)
+    if backend is Backend.ARRAY_API_STRICT:
+        # Test the oldest standard version xpconv claims (see OLDEST_API_VERSION).
+        xp.set_array_api_strict_flags(api_version=OLDEST_API_VERSION)
+    return BackendCase(backend, xp, device, to_numpy)
 
 
 def _usable(backend: Backend) -> bool:
-    module = {
-        Backend.NUMPY: "numpy",
-        Backend.ARRAY_API_STRICT: "array_api_strict",
-        Backend.TORCH: "torch",
-        Backend.JAX: "jax",
-        Backend.DASK: "dask.array",
-    }
-    if backend is Backend.CUPY:
-        return gpu_available("cupy")
-    if backend is Backend.TORCH_CUDA:
-        return gpu_available("torch")
-    try:
-        __import__(module[backend])
-    except ImportError:
-        return False
-    return True
+    return _registry.usable(backend.value)
 
 
 def selected_backends() -> list[Backend]:
     requested = os.environ.get("XPCONV_TEST_BACKENDS", "").strip()
     if not requested:
         return [b for b in Backend if _usable(b)]
-    return [Backend(name.strip()) for name in requested.split(",") if name.strip()]
+    chosen = [name.strip() for name in requested.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in _registry.names()]
+    if unknown:
+        msg = (
+            f"XPCONV_TEST_BACKENDS names unknown backend(s) {unknown}; "
+            f"choose from {', '.join(_registry.names())}"
+        )
+        raise pytest.UsageError(msg)
+    return [Backend(name) for name in chosen]
 
 
 BACKENDS = selected_backends()

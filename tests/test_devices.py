@@ -86,7 +86,7 @@ def test_functions_keep_the_device(device: Any) -> None:
 @pytest.mark.parametrize("strategy", ["slices", "scatter"])
 def test_col2im_keeps_the_device(strategy: str) -> None:
     geom = conv_geometry((2, 3, 5, 6), (3, 3, 3, 2), stride=2, padding=1, dilation=(1, 2))
-    c = _data((2, 3 * 6, geom.out_area), 5)
+    c = _data((2, 3 * 6, geom.out_volume), 5)
     out = col2im(_on(c, DEV1), geom, xps, strategy=strategy)
     _check(out, ref.fold(c, (5, 6), (3, 2), stride=2, padding=1, dilation=(1, 2)), DEV1)
 

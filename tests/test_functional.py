@@ -309,18 +309,18 @@ def test_col2im_scatter_equals_slices(backend: Any, case: str, dtype: str) -> No
     """The 'scatter' col2im (native scatter-add) and the 'slices' col2im agree exactly."""
     xs, ws, kw = CONV_CASES[case]
     geom = conv_geometry(xs, ws, **kw)
-    rows = geom.in_channels * geom.kernel_area
-    c = _data((geom.batch, rows, geom.out_area), 12, dtype)
+    rows = geom.in_channels * geom.kernel_volume
+    c = _data((geom.batch, rows, geom.out_volume), 12, dtype)
     cb = backend.asarray(c, dtype)
     by_slices = col2im(cb, geom, backend.xp, strategy="slices")
     by_scatter = col2im(cb, geom, backend.xp, strategy="scatter")
     # The oracle: fold with the geometry's padding (symmetric cases) or by definition.
-    top, bottom, left, right = geom.pad
+    (top, bottom), (left, right) = geom.pad
     if top == bottom and left == right:
         expected = ref.fold(
             c,
-            geom.in_hw,
-            geom.kernel_hw,
+            geom.in_size,
+            geom.kernel,
             stride=geom.stride,
             padding=(top, left),
             dilation=geom.dilation,

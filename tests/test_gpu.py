@@ -30,7 +30,7 @@ def test_col2im_strategies_agree_on_cupy(cp, dtype):
     """cupyx.scatter_add (atomics) and slice accumulation give the same image."""
     rng = np.random.default_rng(0)
     geom = conv_geometry((3, 4, 11, 9), (5, 4, 3, 3), stride=2, padding=1, dilation=1)
-    cols_np = rng.standard_normal((3, 4 * 9, geom.out_area)).astype(dtype)
+    cols_np = rng.standard_normal((3, 4 * 9, geom.out_volume)).astype(dtype)
     cols = cp.asarray(cols_np)
     slices = col2im(cols, geom, cp, strategy="slices")
     scatter = col2im(cols, geom, cp, strategy="scatter")

@@ -1,7 +1,8 @@
 """Property tests: random shapes and arguments against the loop reference and PyTorch.
 
 The search is derandomized (the same examples on every run and machine) and
-small: sizes up to 9x9, kernels up to 3x3, a few channels. Raise
+small: sizes up to 9x9, kernels up to 3x3, a few channels. The N-d searches
+draw the rank D = 1..4 too, with kernels up to 2 and sizes up to 7 for D >= 3. Raise
 ``XPCONV_HYPOTHESIS_EXAMPLES`` (default 25 per test and backend;
 ``XPCONV_HYPOTHESIS_EXAMPLES_SLOW``, default 4, on JAX and Dask) for a longer
 local search.
@@ -38,10 +39,14 @@ def _examples(backend: Any) -> int:
     return int(os.environ.get("XPCONV_HYPOTHESIS_EXAMPLES", "25"))
 
 
-def _search(backend: Any, problems: st.SearchStrategy[Any], check: Any) -> None:
-    """Run ``check(backend, problem)`` over the derandomized examples of ``problems``."""
+def _search(backend: Any, problems: st.SearchStrategy[Any], check: Any, scale: int = 1) -> None:
+    """Run ``check(backend, problem)`` over the derandomized examples of ``problems``.
 
-    @settings(SETTINGS, max_examples=_examples(backend))
+    ``scale`` multiplies the number of examples on the fast backends only.
+    """
+    examples = _examples(backend) * (1 if is_slow(backend) else scale)
+
+    @settings(SETTINGS, max_examples=examples)
     @given(problem=problems)
     def run(problem: dict[str, Any]) -> None:
         check(backend, problem)
@@ -169,6 +174,52 @@ def window_problems(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
+def _ntuple(v: Any, rank: int) -> tuple[int, ...]:
+    return (v,) * rank if isinstance(v, int) else tuple(v)
+
+
+def _int_or_tuple(rank: int, lo: int, hi: int) -> st.SearchStrategy[Any]:
+    return st.one_of(st.integers(lo, hi), st.tuples(*[st.integers(lo, hi)] * rank))
+
+
+@st.composite
+def nd_conv_problems(draw: st.DrawFn) -> dict[str, Any]:
+    """Convolutions of rank D = 1..4 through the generic ``conv``; smaller sizes for D >= 3."""
+    rank = draw(st.integers(1, 4))
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    cg = draw(st.integers(1, 2))  # cg == 1 with groups > 1 is depthwise
+    og = draw(st.integers(1, 2))
+    kernel = tuple(draw(st.integers(1, 3 if rank <= 2 else 2)) for _ in range(rank))
+    stride = draw(_int_or_tuple(rank, 1, 3))
+    dilation = draw(_int_or_tuple(rank, 1, 2))
+    padding = draw(
+        st.one_of(
+            st.sampled_from(["same", "valid"]),
+            st.integers(0, 2),
+            st.tuples(*[st.integers(0, 2)] * rank),
+        )
+    )
+    d = _ntuple(dilation, rank)
+    pad = (0,) * rank if isinstance(padding, str) else _ntuple(padding, rank)
+    extra = 4 if rank <= 2 else 2
+    spatial = tuple(
+        (1 if padding == "same" else max(1, d[a] * (kernel[a] - 1) + 1 - 2 * pad[a]))
+        + draw(st.integers(0, extra))
+        for a in range(rank)
+    )
+    n = draw(st.integers(1, 2))
+    unbatched = n == 1 and draw(st.booleans())
+    c = groups * cg
+    return {
+        "x_shape": (c, *spatial) if unbatched else (n, c, *spatial),
+        "w_shape": (groups * og, cg, *kernel),
+        "kwargs": {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups},
+        "bias": draw(st.booleans()),
+        "seed": draw(st.integers(0, 2**32 - 1)),
+        "limit": draw(LIMITS),
+    }
+
+
 def _check_conv2d_property(backend: Any, problem: dict[str, Any]) -> None:
     rng = np.random.default_rng(problem["seed"])
     dtype, kw = problem["dtype"], problem["kwargs"]
@@ -288,6 +339,45 @@ def _check_unfold_fold_property(backend: Any, problem: dict[str, Any]) -> None:
     assert lhs == pytest.approx(rhs, rel=1e-10, abs=1e-12)
 
 
+def _check_conv_nd_property(backend: Any, problem: dict[str, Any]) -> None:
+    rng = np.random.default_rng(problem["seed"])
+    kw = problem["kwargs"]
+    x = _data(rng, problem["x_shape"], "float64")
+    w = _data(rng, problem["w_shape"], "float64")
+    b = _data(rng, problem["w_shape"][:1], "float64") if problem["bias"] else None
+    xb, wb = backend.asarray(x), backend.asarray(w)
+    bb = None if b is None else backend.asarray(b)
+    with _limit(problem["limit"]):
+        y = xpconv.conv(xb, wb, bb, **kw)
+    expected = ref.conv(x, w, b, **kw)
+    rank = w.ndim - 2
+    if kw["padding"] == "same":
+        s = _ntuple(kw["stride"], rank)
+        size = x.shape[-rank:]
+        assert expected.shape[-rank:] == tuple(-(-size[a] // s[a]) for a in range(rank))
+    assert_close(backend, y, expected, like=xb)
+    np.testing.assert_array_equal(backend.to_numpy(xb), x)
+
+
+def _check_conv_nd_backward_property(backend: Any, problem: dict[str, Any]) -> None:
+    rng = np.random.default_rng(problem["seed"])
+    kw = problem["kwargs"]
+    x = _data(rng, problem["x_shape"], "float64")
+    w = _data(rng, problem["w_shape"], "float64")
+    gy = _data(rng, ref.conv(x, w, **kw).shape, "float64")
+    gyb, xb, wb = (backend.asarray(a) for a in (gy, x, w))
+    with _limit(problem["limit"]):
+        grads = xpconv.conv_backward(gyb, xb, wb, bias=problem["bias"], **kw)
+    gx, gw, gb = ref.conv_backward(gy, x, w, **kw)
+    assert_close(backend, grads.input, gx, like=xb)
+    assert_close(backend, grads.weight, gw, like=xb)
+    if problem["bias"]:
+        assert_close(backend, grads.bias, gb, like=xb)
+    else:
+        assert grads.bias is None
+    np.testing.assert_array_equal(backend.to_numpy(gyb), gy)
+
+
 # --------------------------------------------------------------------------- the searches
 
 
@@ -309,3 +399,18 @@ def test_unfold_fold_property(backend: Any) -> None:
 
 def test_conv_transpose2d_is_conv2d_input_gradient_property(backend: Any) -> None:
     _search(backend, conv_problems(), _check_transpose_is_input_gradient)
+
+
+# Four ranks share these searches, and their problems are small: 4x the examples
+# on the fast backends (100 by default, a second or two each on NumPy; JAX and
+# Dask keep their 4, since JAX compiles every new shape).
+ND_SCALE = 4
+
+
+def test_conv_nd_property(backend: Any) -> None:
+    """The generic conv for D = 1..4 against the loop reference, float64 at 1e-10."""
+    _search(backend, nd_conv_problems(), _check_conv_nd_property, scale=ND_SCALE)
+
+
+def test_conv_nd_backward_property(backend: Any) -> None:
+    _search(backend, nd_conv_problems(), _check_conv_nd_backward_property, scale=ND_SCALE)

@@ -156,15 +156,15 @@ def test_without_bias_and_unbatched():
 
 
 def test_backward_is_xpconvs(monkeypatch):
-    """The reverse pass goes through xpconv.conv2d_backward, not JAX's autodiff of im2col."""
+    """The reverse pass goes through xpconv.conv_backward, not JAX's autodiff of im2col."""
     calls = []
-    real = xpconv.jax.conv2d_backward
+    real = xpconv.jax.conv_backward
 
     def spy(*args, **kwargs):
         calls.append(kwargs)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(xpconv.jax, "conv2d_backward", spy)
+    monkeypatch.setattr(xpconv.jax, "conv_backward", spy)
     # A shape used nowhere else, so the jitted backward is traced afresh.
     x, w, b = _inputs((1, 3, 13, 11), (5, 3, 2, 4), jnp.float64)
     jax.grad(lambda w: jnp.sum(xpconv.jax.conv2d(x, w, b, stride=(1, 2))))(w)
@@ -259,3 +259,92 @@ def test_core_conv2d_with_closed_over_weight_under_jit():
     x, w, b = _inputs((2, 3, 6, 6), (4, 3, 3, 3), jnp.float64)
     y = jax.jit(lambda x: xpconv.conv2d(x, w, b, padding=1))(x)
     _assert_close(y, lax_conv2d(x, w, b, 1, 1, 1, 1), jnp.float64)
+
+
+# ----------------------------------------------------------------- any rank: conv1d, conv3d, conv
+
+
+def lax_conv(x, w, b, stride, padding, dilation, groups):
+    """conv_general_dilated for any rank (default NC*/OI* layouts); unbatched x too."""
+    rank = w.ndim - 2
+    unbatched = x.ndim == rank + 1
+    if unbatched:
+        x = x[None]
+    pad = padding.upper() if isinstance(padding, str) else [(p, p) for p in _ntuple(padding, rank)]
+    y = jax.lax.conv_general_dilated(
+        x,
+        w,
+        window_strides=_ntuple(stride, rank),
+        padding=pad,
+        rhs_dilation=_ntuple(dilation, rank),
+        feature_group_count=groups,
+        precision=jax.lax.Precision.HIGHEST,
+    )
+    if b is not None:
+        y = y + b.reshape(-1, *(1,) * rank)
+    return y[0] if unbatched else y
+
+
+def _ntuple(v, rank):
+    return (v,) * rank if isinstance(v, int) else tuple(v)
+
+
+# (function, x shape, weight shape, stride, padding, dilation, groups)
+ND_CASES = [
+    ("conv1d", (4, 11), (6, 2, 3), 2, "same", 2, 2),
+    ("conv3d", (2, 2, 5, 4, 3), (3, 2, 2, 3, 2), (2, 1, 1), (1, 0, 1), 1, 1),
+    ("conv", (1, 2, 3, 4, 3, 3), (2, 1, 2, 2, 1, 2), 1, "same", (1, 2, 1, 1), 2),
+]
+
+
+@pytest.mark.parametrize("case", ND_CASES, ids=str)
+def test_nd_grad_matches_lax_under_jit(case):
+    name, x_shape, w_shape, *args = case
+    x, w, b = _inputs(x_shape, w_shape, jnp.float64)
+
+    def ours(x, w, b, stride, padding, dilation, groups):
+        function = getattr(xpconv.jax, name)
+        return function(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+    y = ours(x, w, b, *args)
+    assert y.dtype == jnp.float64
+    _assert_close(y, lax_conv(x, w, b, *args), jnp.float64)
+    grads = jax.jit(jax.grad(_loss(ours, args), argnums=(0, 1, 2)))(x, w, b)
+    expected = jax.jit(jax.grad(_loss(lax_conv, args), argnums=(0, 1, 2)))(x, w, b)
+    for a, e in zip(grads, expected, strict=True):
+        assert a.shape == e.shape
+        assert a.dtype == jnp.float64
+        _assert_close(a, e, jnp.float64)
+
+
+@pytest.mark.parametrize("name", ["conv1d", "conv3d", "conv"])
+def test_nd_backward_is_xpconvs(monkeypatch, name):
+    """The reverse pass of every rank goes through xpconv.conv_backward."""
+    calls = []
+    real = xpconv.jax.conv_backward
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(xpconv.jax, "conv_backward", spy)
+    # Shapes used nowhere else, so the jitted backward is traced afresh.
+    rank = {"conv1d": 1, "conv3d": 3, "conv": 4}[name]
+    x, w, b = _inputs((1, 3, *(5,) * (rank - 1), 13), (2, 3, *(1,) * (rank - 1), 3), jnp.float64)
+    stride = (*(1,) * (rank - 1), 2)
+    jax.grad(lambda w: jnp.sum(getattr(xpconv.jax, name)(x, w, b, stride=list(stride))))(w)
+    assert len(calls) == 1
+    assert calls[0]["stride"] == stride
+    assert calls[0]["bias"] is True
+
+
+def test_nd_errors():
+    x, w, _ = _inputs((2, 3, 5), (4, 3, 3), jnp.float64)
+    with pytest.raises(ValueError, match=r"^conv3d expects a 5-D weight"):
+        xpconv.jax.conv3d(x, w)
+    with pytest.raises(ValueError, match=r"^stride must be an int or a tuple of 1 ints?, got"):
+        xpconv.jax.conv1d(x, w, stride=(1, 1))
+    with pytest.raises(
+        ValueError, match=r"^conv expects a 3-D \(N, C, L\) or 2-D \(C, L\) input x"
+    ):
+        xpconv.jax.conv(x[..., None], w)
