@@ -48,18 +48,11 @@ def _time(run: Callable[[], Any], repeat: int) -> float:
 
 
 def _measure(layer: Layer, dt: str, rt: Runtime, repeat: int) -> dict[str, Any]:
-    geom = conv_geometry(
-        (layer.n, layer.c, layer.h, layer.w),
-        (layer.o, layer.c // layer.groups, layer.k, layer.k),
-        stride=layer.stride,
-        padding=layer.padding,
-        dilation=layer.dilation,
-        groups=layer.groups,
-    )
+    geom = conv_geometry(layer.x_shape, layer.w_shape, **layer.conv_kwargs)
     # One random sample repeated over the batch, copied on the device: making
     # hundreds of millions of normals on the host would take longer than timing.
     rng = np.random.default_rng(0)
-    one = rt.to_backend(rng.standard_normal((1, layer.c * layer.k**2, geom.out_area)).astype(dt))
+    one = rt.to_backend(rng.standard_normal((1, geom.column_rows, geom.out_volume)).astype(dt))
     shape = (layer.n, *one.shape[1:])
     cols = rt.xp.asarray(rt.xp.broadcast_to(one, shape), copy=True)
     images = [to_numpy(col2im(cols, geom, rt.xp, strategy=s)) for s in STRATEGIES]

@@ -48,12 +48,15 @@ def _positive_int(text: str) -> int:
 
 
 def _seed(text: str) -> int:
+    from xpconv.demo import MAX_SEED
+
     try:
         value = int(text)
     except ValueError:
         value = -1
-    if value < 0:
-        msg = f"must be a non-negative integer, got {text!r}"
+    if not 0 <= value <= MAX_SEED:
+        # scikit-learn's random_state (the split) takes 0 to 2**32 - 1.
+        msg = f"must be an integer from 0 to {MAX_SEED}, got {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return value
 
@@ -87,8 +90,8 @@ def _build_parser() -> _Parser:
     parser = _Parser(
         prog="xpconv",
         description=(
-            "2-D convolution with explicit backward for any array API library "
-            "(NumPy, CuPy, PyTorch, JAX, Dask, array-api-strict)."
+            "Convolutions of any spatial rank (1-D, 2-D, 3-D, ...) with explicit backward "
+            "for any array API library (NumPy, CuPy, PyTorch, JAX, Dask, array-api-strict)."
         ),
     )
     parser.add_argument("--version", action="version", version=f"xpconv {xpconv.__version__}")
@@ -224,17 +227,19 @@ def _devices(name: str, xp: Any) -> str:
 
 
 def _backend_rows() -> list[tuple[str, str, str]]:
+    from xpconv import _registry
     from xpconv._backend import gpu_available
-    from xpconv.demo import BACKENDS, DemoError, get_backend
 
     rows = []
-    for name, distribution in BACKENDS.items():
-        version = _version(distribution)
+    for spec in _registry.BACKENDS:
+        if not spec.cli:  # torch-cuda: the torch row reports its GPU
+            continue
+        name, version = spec.name, _registry.version(spec)
         try:
-            xp, _ = get_backend(name)
-        except DemoError as exc:
+            xp, _ = _registry.load(name)
+        except _registry.BackendError as exc:
             status = "not installed" if version is None else str(exc).split(";")[0]
-            if name == "cupy" and version is not None:
+            if spec.gpu_library is not None and version is not None:
                 status = "installed, but no working CUDA GPU: not usable"
             rows.append((name, version or "-", status))
             continue
@@ -318,6 +323,9 @@ def _bench(argv: list[str]) -> int:
         status = bench.main(argv)
     except SystemExit as exc:  # an argparse inside bench
         return _exit_code(exc)
+    except KeyboardInterrupt:  # bench.main handles it while it measures; this is before
+        print("xpconv bench: interrupted", file=sys.stderr)
+        return 130
     return int(status or 0)
 
 

@@ -7,41 +7,66 @@ implementation is timed on the same data in the same run, in two rounds
 after a pause (``--settle``) and an untimed warm-up call, so that the ratios
 stay meaningful on a shared, noisy machine and one library's spinning worker
 threads do not slow down the next. Reported times are medians of at least
-``--repeat`` runs.
+``--repeat`` calls.
 
-What is measured, per layer and dtype:
+The layers (:data:`LAYERS`) have one, two or three spatial dimensions:
+xpconv runs ``conv1d``/``conv2d``/``conv3d`` and their backward functions
+(:func:`xpconv.conv` and :func:`xpconv.conv_backward` for any other rank),
+PyTorch ``F.conv1d``/``F.conv2d``/``F.conv3d`` with autograd. The seed
+formulation is a 2-D one (square kernels): it is timed on the 2-D layers only.
 
-* ``forward_ms``: ``conv2d(x, w, b)`` (PyTorch: ``F.conv2d``);
-* ``backward_ms``: the input, weight and bias gradients
-  (``conv2d_backward``; PyTorch: ``torch.autograd.grad`` through the graph of
-  the forward call just timed; the seed formulation: its backward from the
-  columns cached by its forward pass);
-* ``total_ms = forward_ms + backward_ms`` and
-  ``gflops = 3 * forward FLOPs / total`` (the backward pass counted as twice
-  the forward's 2*N*O*OH*OW*C/groups*KH*KW);
+What is measured, per layer and dtype, in each call of an implementation
+(a forward call, a synchronization, a backward call, a synchronization):
+
+* ``forward_ms``: the median over the calls of the forward time,
+  ``conv(x, w, b)`` (PyTorch: ``F.convNd``);
+* ``backward_ms``: the median of the backward time: the input, weight and
+  bias gradients (``conv_backward``; PyTorch: ``torch.autograd.grad``
+  through the graph of the forward call just timed; the seed formulation:
+  its backward from the columns cached by its forward pass);
+* ``total_ms``: the median over the calls of forward + backward *of the same
+  call* (one clock span from the start of the forward to the end of the
+  backward), the time of a training step's convolution; every ratio uses it.
+  Medians do not add: ``forward_ms + backward_ms`` is close to ``total_ms``
+  on a quiet machine and can differ by tens of percent on a noisy one (when
+  some calls have a slow forward and others a slow backward), which the
+  output then points out. ``total_all_ms`` lists the per-call values;
+* ``gflops = 3 * forward FLOPs / total`` (the backward pass counted as twice
+  the forward's ``2 * N * O * prod(out) * C/groups * prod(kernel)``);
 * ``peak_mem_mib``: the largest memory allocated on top of the arrays that
   existed before the call, over one forward and one backward call (each
-  measured separately, the larger is kept). NumPy: :mod:`tracemalloc` (NumPy
-  reports its buffers to it). CuPy: a memory-pool hook that follows every
-  allocation and free. torch CUDA: ``torch.cuda.max_memory_allocated``.
-  torch CPU: the CPU allocator is invisible to tracemalloc, so the rise of the
-  process's peak resident set size (``VmHWM`` after ``malloc_trim(0)`` and
+  measured separately, the larger is kept). NumPy (and array-api-strict and
+  Dask, whose chunks are NumPy arrays): :mod:`tracemalloc` (NumPy reports its
+  buffers to it). CuPy: a memory-pool hook that follows every allocation and
+  free. torch CUDA: ``torch.cuda.max_memory_allocated``. torch CPU: the CPU
+  allocator is invisible to tracemalloc, so the rise of the process's peak
+  resident set size (``VmHWM`` after ``malloc_trim(0)`` and
   ``/proc/self/clear_refs``) is reported instead, with ``peak_mem_method`` =
   ``"rss_hwm"`` saying so; it is a lower bound (pages that were resident
   already, or allocated and never touched, do not count) and ``null`` where
   ``/proc`` is not available. Results with their outputs kept alive are
   counted (the outputs are part of the peak).
 
-GPU timings call ``synchronize`` before every clock reading.
+GPU timings synchronize before every clock reading; Dask's are the time to
+build and compute the graph.
 
 The JSON written by ``--json`` has the form::
 
     {"meta": {"date", "machine", "python", "numpy", "torch", "blas", "threads",
-              "backend", "compare", "device", ...},
-     "results": [{"layer", "shape": [N, C, H, W, O, K, stride], "groups",
-                  "dilation", "padding", "dtype", "impl", "forward_ms",
-                  "backward_ms", "total_ms", "gflops", "peak_mem_mib",
-                  "peak_mem_method", "forward_all_ms", "backward_all_ms"}, ...]}
+              "backend", "compare", "device", "interrupted", ...},
+     "results": [{"layer", "shape", "groups", "dilation", "padding", "dtype",
+                  "impl", "forward_ms", "backward_ms", "total_ms", "gflops",
+                  "peak_mem_mib", "peak_mem_method", "array_mib",
+                  "forward_all_ms", "backward_all_ms", "total_all_ms", "rank",
+                  "x_shape", "w_shape", "stride"}, ...]}
+
+``shape`` is ``[N, C, *spatial, O, K, stride]``: ``[N, C, H, W, O, K, stride]``
+for the 2-D layers as before; a kernel or stride that differs between axes is
+written once per axis. ``padding`` and ``dilation`` are an int when the same
+on every axis, else a list; ``x_shape`` (N, C, *spatial), ``w_shape`` (O,
+C/groups, *kernel) and ``stride`` (one per axis) give the geometry exactly.
+``meta.interrupted`` is true when Ctrl-C stopped the run (the results are
+those measured before it).
 
 ``impl`` is ``"xpconv"``, ``"torch"``, ``"seed"`` or, with
 ``--compare torch-cuda``, one of PyTorch's CUDA variants (:data:`CUDA_VARIANTS`):
@@ -55,6 +80,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime
 import gc
 import importlib.util
@@ -64,12 +90,15 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
+import textwrap
 import time
 import tracemalloc
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
+from xpconv import _registry
 from xpconv._threads import thread_count, thread_limit
 
 if TYPE_CHECKING:
@@ -78,41 +107,105 @@ if TYPE_CHECKING:
 __all__ = ["LAYERS", "QUICK_LAYERS", "Layer", "main"]
 
 
+def _same(values: tuple[int, ...]) -> int | list[int]:
+    """One int for a value that is the same on every axis, else the list."""
+    return values[0] if len(set(values)) == 1 else list(values)
+
+
+def _spatial(value: int | Sequence[int], rank: int) -> tuple[int, ...]:
+    return (value,) * rank if isinstance(value, int) else tuple(value)
+
+
 @dataclass(frozen=True)
 class Layer:
-    """A benchmark layer (N, C, H, W, O, K, stride) with its other arguments."""
+    """A benchmark layer: N samples of C channels over ``size``, O filters of ``kernel``.
+
+    Every spatial argument is a tuple with one entry per spatial axis;
+    :meth:`make` takes the input and weight shapes and ints or tuples, like
+    ``torch.nn.functional.conv2d``.
+    """
 
     name: str
     n: int
     c: int
-    h: int
-    w: int
+    size: tuple[int, ...]
     o: int
-    k: int
-    stride: int
-    padding: int
-    dilation: int = 1
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    dilation: tuple[int, ...]
     groups: int = 1
+
+    @classmethod
+    def make(
+        cls,
+        name: str,
+        x_shape: Sequence[int],
+        w_shape: Sequence[int],
+        *,
+        stride: int | Sequence[int] = 1,
+        padding: int | Sequence[int] = 0,
+        dilation: int | Sequence[int] = 1,
+        groups: int = 1,
+    ) -> Layer:
+        """The layer that convolves an ``x_shape`` input with an ``w_shape`` weight."""
+        n, c, *size = x_shape
+        o, cg, *kernel = w_shape
+        rank = len(size)
+        if len(kernel) != rank or cg * groups != c:
+            msg = f"layer {name}: weight {tuple(w_shape)} does not fit input {tuple(x_shape)}"
+            raise ValueError(msg)
+        return cls(
+            name, n, c, tuple(size), o, tuple(kernel), _spatial(stride, rank),
+            _spatial(padding, rank), _spatial(dilation, rank), groups,
+        )  # fmt: skip
+
+    @property
+    def rank(self) -> int:
+        """The number of spatial dimensions."""
+        return len(self.size)
+
+    @property
+    def x_shape(self) -> tuple[int, ...]:
+        return (self.n, self.c, *self.size)
+
+    @property
+    def w_shape(self) -> tuple[int, ...]:
+        return (self.o, self.c // self.groups, *self.kernel)
+
+    @property
+    def out_size(self) -> tuple[int, ...]:
+        return tuple(
+            (n + 2 * p - d * (k - 1) - 1) // s + 1
+            for n, k, s, p, d in zip(
+                self.size, self.kernel, self.stride, self.padding, self.dilation, strict=True
+            )
+        )
+
+    @property
+    def y_shape(self) -> tuple[int, ...]:
+        return (self.n, self.o, *self.out_size)
 
     @property
     def shape(self) -> list[int]:
-        return [self.n, self.c, self.h, self.w, self.o, self.k, self.stride]
+        """``[N, C, *spatial, O, K, stride]``, K and stride once when the same on every axis."""
 
-    @property
-    def out_hw(self) -> tuple[int, int]:
-        def size(s: int) -> int:
-            return (s + 2 * self.padding - self.dilation * (self.k - 1) - 1) // self.stride + 1
+        def flat(values: tuple[int, ...]) -> list[int]:
+            same = _same(values)
+            return [same] if isinstance(same, int) else same
 
-        return size(self.h), size(self.w)
+        return [self.n, self.c, *self.size, self.o, *flat(self.kernel), *flat(self.stride)]
 
     @property
     def forward_flops(self) -> int:
-        oh, ow = self.out_hw
-        return 2 * self.n * self.o * oh * ow * (self.c // self.groups) * self.k * self.k
+        return (
+            2 * self.n * self.o * math.prod(self.out_size)
+            * (self.c // self.groups) * math.prod(self.kernel)
+        )  # fmt: skip
 
     @property
     def conv_kwargs(self) -> dict[str, Any]:
-        """stride, padding, dilation and groups, as conv2d keywords."""
+        """stride, padding, dilation and groups, as keywords of conv and F.convNd."""
         return {
             "stride": self.stride,
             "padding": self.padding,
@@ -120,42 +213,75 @@ class Layer:
             "groups": self.groups,
         }
 
+    @property
+    def seed_kwargs(self) -> dict[str, int] | None:
+        """The seed formulation's int arguments, or None where it does not apply (not 2-D,
+        or a kernel, stride, padding or dilation that differs between the axes)."""
+        axes = (self.kernel, self.stride, self.padding, self.dilation)
+        if self.rank != 2 or any(len(set(values)) != 1 for values in axes):
+            return None
+        return {
+            "stride": self.stride[0],
+            "padding": self.padding[0],
+            "dilation": self.dilation[0],
+            "groups": self.groups,
+        }
+
     def array_bytes(self, itemsize: int) -> int:
         """Bytes of x, weight, bias, grad_output, the output and the three gradients."""
-        oh, ow = self.out_hw
-        x = self.n * self.c * self.h * self.w
-        w = self.o * (self.c // self.groups) * self.k * self.k
-        y = self.n * self.o * oh * ow
+        x, w, y = (math.prod(s) for s in (self.x_shape, self.w_shape, self.y_shape))
         return 2 * (x + w + self.o + y) * itemsize
 
     def with_batch(self, n: int) -> Layer:
-        return Layer(
-            self.name, n, self.c, self.h, self.w, self.o, self.k, self.stride,
-            self.padding, self.dilation, self.groups,
-        )  # fmt: skip
+        return dataclasses.replace(self, n=n)
+
+    def describe(self) -> dict[str, Any]:
+        """The JSON fields that say what the layer is."""
+        return {
+            "layer": self.name,
+            "shape": self.shape,
+            "groups": self.groups,
+            "dilation": _same(self.dilation),
+            "padding": _same(self.padding),
+            "rank": self.rank,
+            "x_shape": list(self.x_shape),
+            "w_shape": list(self.w_shape),
+            "stride": list(self.stride),
+        }
 
 
-# The standard layers of the performance issue; padding K//2 as in real networks
-# (the 7x7 stride-2 layer is the ResNet stem).
+# The standard layers of the performance issues; padding K//2 as in real networks
+# (the 7x7 stride-2 layer is the ResNet stem, video3d-stem the 3-D ResNet's).
 LAYERS: dict[str, Layer] = {
     layer.name: layer
     for layer in (
-        Layer("mnist", 64, 1, 28, 28, 32, 3, 1, 1),
-        Layer("conv64", 32, 64, 32, 32, 64, 3, 1, 1),
-        Layer("conv128", 16, 128, 28, 28, 128, 3, 1, 1),
-        Layer("stem7x7", 8, 3, 224, 224, 64, 7, 2, 3),
-        Layer("pointwise", 32, 256, 14, 14, 64, 1, 1, 0),
-        Layer("depthwise", 32, 128, 28, 28, 128, 3, 1, 1, groups=128),
-        Layer("dilated", 16, 64, 32, 32, 64, 3, 1, 2, dilation=2),
+        Layer.make("mnist", (64, 1, 28, 28), (32, 1, 3, 3), padding=1),
+        Layer.make("conv64", (32, 64, 32, 32), (64, 64, 3, 3), padding=1),
+        Layer.make("conv128", (16, 128, 28, 28), (128, 128, 3, 3), padding=1),
+        Layer.make("stem7x7", (8, 3, 224, 224), (64, 3, 7, 7), stride=2, padding=3),
+        Layer.make("pointwise", (32, 256, 14, 14), (64, 256, 1, 1)),
+        Layer.make("depthwise", (32, 128, 28, 28), (128, 1, 3, 3), padding=1, groups=128),
+        Layer.make("dilated", (16, 64, 32, 32), (64, 64, 3, 3), padding=2, dilation=2),
+        Layer.make("audio1d", (16, 64, 4096), (64, 64, 9), padding=4),
+        Layer.make("wave1d-stem", (8, 1, 16000), (64, 1, 80), stride=4),
+        Layer.make("vol3d", (2, 32, 16, 32, 32), (32, 32, 3, 3, 3), padding=1),
+        Layer.make(
+            "video3d-stem", (2, 3, 16, 112, 112), (64, 3, 3, 7, 7),
+            stride=(1, 2, 2), padding=(1, 3, 3),
+        ),
     )
-}
+}  # fmt: skip
 STANDARD = ("mnist", "conv64", "conv128", "stem7x7", "pointwise")
 QUICK_LAYERS = ("mnist", "conv64", "pointwise")
+#: ``--layers`` also takes these names of groups: every layer of one spatial rank.
+LAYER_GROUPS = {f"{r}d": tuple(n for n, la in LAYERS.items() if la.rank == r) for r in (1, 2, 3)}
 
-BACKENDS = ("numpy", "cupy", "torch", "array_api_strict", "jax")
+BACKENDS = _registry.cli_names()
 COMPARES = ("torch", "torch-cuda", "none")
 # Seconds of pause before each implementation's block of timed runs (see _run_layer).
 SETTLE_S = 0.5
+# forward_ms + backward_ms further than this from total_ms (relative) is pointed out.
+NOISE_NOTE = 0.1
 
 
 # --------------------------------------------------------------------------- environment
@@ -222,41 +348,44 @@ class Runtime:
     is_gpu: bool
 
 
-def _runtime(backend: str, device: str | None) -> Runtime:
+def _arrays(out: Any) -> list[Any]:
+    """The arrays in a (nested) result."""
+    if isinstance(out, tuple | list):
+        return [a for item in out for a in _arrays(item)]
+    return [] if out is None else [out]
+
+
+def _wait(out: Any) -> None:
+    """Wait until every array of a result is computed: GPU queues drained, Dask graphs run."""
+    from array_api_compat import is_dask_array
+
     from xpconv._backend import synchronize
 
-    if backend == "numpy":
-        xp = importlib.import_module("array_api_compat.numpy")
-        return Runtime(backend, xp, "cpu", lambda a: a, synchronize, is_gpu=False)
-    if backend == "cupy":
-        import array_api_compat.cupy as xp
-        import cupy
+    arrays = _arrays(out)
+    lazy = [a for a in arrays if is_dask_array(a)]
+    if lazy:
+        import dask
 
-        return Runtime(backend, xp, "cuda", cupy.asarray, synchronize, is_gpu=True)
-    if backend == "torch":
-        import array_api_compat.torch as xp
-        import torch
+        dask.compute(*lazy)
+    for a in arrays:
+        if not is_dask_array(a):
+            synchronize(a)
 
-        dev = device or "cpu"
-        return Runtime(
-            backend,
-            xp,
-            dev,
-            lambda a: torch.from_numpy(a).to(dev),
-            synchronize,
-            is_gpu=dev != "cpu",
-        )
-    if backend == "array_api_strict":
-        xp = importlib.import_module("array_api_strict")
-        return Runtime(backend, xp, None, xp.asarray, synchronize, is_gpu=False)
-    if backend == "jax":
+
+def _runtime(backend: str, device: str | None) -> Runtime:
+    """The backend's namespace and device from the registry; BackendError if unusable."""
+    if backend == "jax" and importlib.util.find_spec("jax") is not None:
         import jax
 
         jax.config.update("jax_enable_x64", True)  # float64 layers
-        jnp = importlib.import_module("jax.numpy")
-        return Runtime(backend, jnp, None, jnp.asarray, synchronize, is_gpu=False)
-    msg = f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}"
-    raise ValueError(msg)
+    xp, dev = _registry.load(backend, device)
+    spec = _registry.get(backend)
+    is_gpu = spec.device == "gpu" or getattr(dev, "type", None) == "cuda"
+
+    def to_backend(a: Any) -> Any:
+        return xp.asarray(a, device=dev)
+
+    return Runtime(backend, xp, "cuda" if is_gpu else "cpu", to_backend, _wait, is_gpu)
 
 
 def _load_seed() -> Any | None:
@@ -334,6 +463,7 @@ def _measure_peak(run: Callable[[], Any], kind: str, sync: Callable[[Any], None]
         tracemalloc.start()
         try:
             out = run()
+            sync(out)  # a Dask graph runs here
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
@@ -345,7 +475,7 @@ def _measure_peak(run: Callable[[], Any], kind: str, sync: Callable[[Any], None]
         peak_hook = _CupyPeak().hook
         with peak_hook:
             out = run()
-            sync(_first_array(out))
+            sync(out)
         del out
         cupy.get_default_memory_pool()  # keep the pool; the hook saw every malloc/free
         return peak_hook.peak / 2**20
@@ -368,6 +498,7 @@ def _measure_peak(run: Callable[[], Any], kind: str, sync: Callable[[Any], None]
             return None
         rss_before = _proc_status_kib("VmRSS")
         out = run()
+        sync(out)
         rss_peak = _proc_status_kib("VmHWM")
         del out
         if rss_before is None or rss_peak is None:
@@ -393,38 +524,49 @@ class Impl:
     times_b: list[float] = field(default_factory=list)
 
 
+def _conv_functions(rank: int) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """xpconv's forward and backward for a spatial rank: conv2d and conv2d_backward, ..."""
+    import xpconv
+
+    if rank in (1, 2, 3):
+        return getattr(xpconv, f"conv{rank}d"), getattr(xpconv, f"conv{rank}d_backward")
+    return xpconv.conv, xpconv.conv_backward
+
+
+def _mem_kind(rt: Runtime) -> str | None:
+    if rt.name == "cupy":
+        return "cupy_pool"
+    if rt.name in ("numpy", "array_api_strict", "dask"):  # NumPy buffers underneath
+        return "tracemalloc"
+    if rt.name == "torch":
+        return "torch_cuda" if rt.is_gpu else "rss_hwm"
+    return None
+
+
 def _xpconv_impl(layer: Layer, data: dict[str, Any], rt: Runtime, limit: int | None = None) -> Impl:
     """xpconv under the workspace limit in force, or under ``limit`` bytes if given."""
     import xpconv
 
     x, w, b, gy = (rt.to_backend(data[k]) for k in ("x", "w", "b", "gy"))
     kw = layer.conv_kwargs
-    if rt.name == "cupy":
-        mem = "cupy_pool"
-    elif rt.name == "numpy":
-        mem = "tracemalloc"
-    elif rt.name == "torch" and rt.is_gpu:
-        mem = "torch_cuda"
-    elif rt.name == "torch":
-        mem = "rss_hwm"
-    else:
-        mem = None
+    conv, conv_backward = _conv_functions(layer.rank)
+    mem = _mem_kind(rt)
     if limit is None:
         return Impl(
             "xpconv",
-            lambda: xpconv.conv2d(x, w, b, **kw),
-            lambda _y: xpconv.conv2d_backward(gy, x, w, **kw),
+            lambda: conv(x, w, b, **kw),
+            lambda _y: conv_backward(gy, x, w, **kw),
             rt.sync,
             mem,
         )
 
     def fwd() -> Any:
         with xpconv.workspace_limit(limit):
-            return xpconv.conv2d(x, w, b, **kw)
+            return conv(x, w, b, **kw)
 
     def bwd(_y: Any) -> Any:
         with xpconv.workspace_limit(limit):
-            return xpconv.conv2d_backward(gy, x, w, **kw)
+            return conv_backward(gy, x, w, **kw)
 
     return Impl(f"xpconv-ws{_mib_label(limit)}", fwd, bwd, rt.sync, mem)
 
@@ -451,13 +593,20 @@ def _cudnn_flags(flags: dict[str, bool] | None) -> Iterator[None]:
             setattr(torch.backends.cudnn, k, v)
 
 
+def _torch_conv(rank: int) -> Callable[..., Any] | None:
+    """``torch.nn.functional.conv1d/2d/3d`` for the rank, or None (PyTorch has no other)."""
+    import torch.nn.functional as F
+
+    return getattr(F, f"conv{rank}d", None)
+
+
 def _torch_impl(
     layer: Layer, data: dict[str, Any], device: str, name: str, flags: dict[str, bool] | None = None
 ) -> Impl:
     import torch
-    import torch.nn.functional as F
 
-    from xpconv._backend import synchronize
+    conv = _torch_conv(layer.rank)
+    assert conv is not None
 
     def t(a: Any, grad: bool) -> Any:
         return torch.from_numpy(a).to(device).requires_grad_(grad)
@@ -468,13 +617,13 @@ def _torch_impl(
 
     def fwd() -> Any:
         with _cudnn_flags(flags):
-            return F.conv2d(x, w, b, **kw)
+            return conv(x, w, b, **kw)
 
     def bwd(y: Any) -> Any:
         with _cudnn_flags(flags):
             return torch.autograd.grad(y, (x, w, b), gy)
 
-    return Impl(name, fwd, bwd, synchronize, "torch_cuda" if device != "cpu" else "rss_hwm")
+    return Impl(name, fwd, bwd, _wait, "torch_cuda" if device != "cpu" else "rss_hwm")
 
 
 # The PyTorch CUDA variants: name -> cuDNN flags. "torch" is PyTorch's default
@@ -509,7 +658,8 @@ def _cuda_variants(benchmark: str, tf32: str, dtype: str) -> dict[str, dict[str,
 
 def _seed_impl(layer: Layer, data: dict[str, Any], rt: Runtime, seed: Any) -> Impl:
     x, w, b, gy = (rt.to_backend(data[k]) for k in ("x", "w", "b", "gy"))
-    kw = layer.conv_kwargs
+    kw = layer.seed_kwargs
+    assert kw is not None
     return Impl(
         "seed",
         lambda: seed.forward(x, w, b, **kw),
@@ -519,21 +669,18 @@ def _seed_impl(layer: Layer, data: dict[str, Any], rt: Runtime, seed: Any) -> Im
     )
 
 
-def _first_array(out: Any) -> Any:
-    """Something to synchronize on: the first array in a (nested) result."""
-    while isinstance(out, tuple | list) and out:
-        out = out[0]
-    return out
-
-
 def _call(impl: Impl) -> tuple[float, float]:
-    """One forward and backward pass; returns their times in ms."""
+    """One forward and backward pass; returns their times in ms.
+
+    Their sum is one clock span, from the start of the forward to the end of
+    the backward (the synchronization between them included).
+    """
     start = time.perf_counter()
     y = impl.forward()
-    impl.sync(_first_array(y))
+    impl.sync(y)
     mid = time.perf_counter()
     g = impl.backward(y)
-    impl.sync(_first_array(g))
+    impl.sync(g)
     end = time.perf_counter()
     del y, g
     return (mid - start) * 1e3, (end - mid) * 1e3
@@ -583,18 +730,125 @@ def _peak(impl: Impl) -> float | None:
 
 # --------------------------------------------------------------------------- main
 
+USAGE_ERROR = 2
+ENVIRONMENT_ERROR = 3  # a backend, GPU or PyTorch that this machine lacks
+INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+
+SEED_NOTE = (
+    "the seed formulation (benchmarks/seed_formulation.py in xpconv's source: the seed "
+    "layer's im2col by fancy indexing and col2im by np.add.at), timed on the 2-D layers "
+    "with the numpy and cupy backends"
+)
+EPILOG = textwrap.fill(
+    "columns: fwd ms and bwd ms are the medians of the forward and of the backward times "
+    "over the calls; fwd+bwd is the median over the calls of forward + backward in the same "
+    "call (one clock span), the time of a training step's convolution: GFLOP/s (3 x the "
+    "forward's FLOPs / fwd+bwd) and the ratios use it. Medians do not add up exactly; where "
+    f"fwd + bwd differs from fwd+bwd by more than {NOISE_NOTE:.0%}, a note says that the "
+    "calls varied. peak MiB: memory allocated on top of the inputs during one call. /torch: "
+    "fwd+bwd over PyTorch's (F.conv1d/2d/3d + autograd). /seed: fwd+bwd over "
+    f"{SEED_NOTE}; found when xpconv runs from a source checkout, or from the working "
+    "folder of one (--no-seed skips it).",
+    width=78,
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error message, as ``xpconv demo`` prints them."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _error(message: str, status: int = USAGE_ERROR) -> int:
+    print(f"xpconv bench: error: {message}", file=sys.stderr)
+    return status
+
+
+def _size(text: str) -> int:
+    """A positive number of bytes: ``65536``, ``16M``, ``1.5GiB``, ``512k``."""
+    suffixes = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+    v = text.strip().lower().removesuffix("ib").removesuffix("b")
+    scale = suffixes.get(v[-1:], 1)
+    number = v[:-1] if v[-1:] in suffixes else v
+    try:
+        value = float(number) * scale
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 1):
+        msg = f"must be a positive size in bytes such as 65536, 512K, 16M or 1.5G; got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return int(value)
+
+
+def _workspace(text: str) -> int | None:
+    """``_size``, or None (unlimited) for 'none'/'unlimited'."""
+    if text.strip().lower() in ("none", "unlimited"):
+        return None
+    try:
+        return _size(text)
+    except argparse.ArgumentTypeError:
+        msg = (
+            f"must be a positive size in bytes such as 65536, 512K, 16M or 1.5G, "
+            f"or 'none' (unlimited); got {text!r}"
+        )
+        raise argparse.ArgumentTypeError(msg) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        msg = f"must be a positive integer, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _thread_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        msg = f"must be a positive integer (or 0: BLAS's own count), got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        msg = f"must be a number of seconds >= 0, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="xpconv bench",
         description=(
-            "Time xpconv's conv2d forward and backward against PyTorch and the seed formulation."
+            "Time xpconv's forward and backward convolutions (1-D, 2-D and 3-D layers) "
+            "against PyTorch and the seed formulation."
         ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "--backend", choices=BACKENDS, default="numpy", help="array library xpconv runs on"
+        "--backend",
+        choices=BACKENDS,
+        default="numpy",
+        help="array library xpconv runs on (default: %(default)s)",
     )
-    p.add_argument("--device", default=None, help="torch device for --backend torch (default cpu)")
+    p.add_argument(
+        "--device",
+        default=None,
+        help="with --backend torch: 'cpu' (the default), 'cuda' or 'cuda:N'",
+    )
     p.add_argument(
         "--compare",
         choices=COMPARES,
@@ -615,27 +869,32 @@ def _parser() -> argparse.ArgumentParser:
         help="with --compare torch-cuda, float32: cuDNN with PyTorch's default TF32 setting, "
         "with TF32 off (IEEE float32 like xpconv), or both (adds a torch-fp32 row)",
     )
-    p.add_argument("--no-seed", action="store_true", help="skip the seed-formulation baseline")
+    p.add_argument(
+        "--no-seed",
+        action="store_true",
+        help="skip the seed-formulation baseline (the /seed column)",
+    )
     p.add_argument(
         "--dtype", default="float32,float64", help="comma-separated dtypes (float32, float64)"
     )
+    groups = ", ".join(f"{g} ({', '.join(n)})" for g, n in LAYER_GROUPS.items())
     p.add_argument(
         "--layers",
         default=None,
         help=(
-            f"comma-separated subset of {', '.join(LAYERS)} "
+            f"comma-separated layers, or groups of them: {groups} "
             f"(default: all; --quick: {', '.join(QUICK_LAYERS)})"
         ),
     )
     p.add_argument(
         "--repeat",
-        type=int,
+        type=_positive_int,
         default=None,
-        help="timed runs per measurement, median kept (default 5; --quick: 3)",
+        help="timed calls per measurement, median kept (default 5; --quick: 3)",
     )
     p.add_argument(
         "--batch",
-        type=int,
+        type=_positive_int,
         default=None,
         help="override every layer's batch size (e.g. 256 on a GPU)",
     )
@@ -644,14 +903,22 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help=f"a fast subset: {', '.join(QUICK_LAYERS)}, float32, 3 runs",
     )
-    p.add_argument("--json", type=Path, default=None, help="write the results to this JSON file")
+    p.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="write the results to this JSON file (checked for writing before the run)",
+    )
     p.add_argument(
         "--workspace",
-        default=None,
-        help="xpconv workspace limit in bytes ('none' for unlimited; default: xpconv's default)",
+        type=_workspace,
+        default=argparse.SUPPRESS,
+        help="xpconv workspace limit in bytes, e.g. 16M ('none' for unlimited; "
+        "default: xpconv's default)",
     )
     p.add_argument(
         "--also-workspace",
+        type=_size,
         default=None,
         help="also time xpconv under this workspace limit (e.g. 16M), in the same rounds as "
         "the run under --workspace, and print its time ratio and its peak memory against the "
@@ -659,28 +926,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--settle",
-        type=float,
+        type=_seconds,
         default=SETTLE_S,
         help=f"seconds of pause before each implementation's block of timed runs, so that "
         f"the previous library's worker threads stop spinning (default {SETTLE_S})",
     )
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurements")
     p.add_argument(
-        "--threads", type=int, default=None, help="BLAS and torch threads (default: BLAS's)"
+        "--threads",
+        type=_thread_count,
+        default=None,
+        help="BLAS, torch and xpconv threads (default or 0: BLAS's own count)",
     )
     return p
-
-
-def _parse_workspace(value: str | None) -> tuple[bool, int | None]:
-    if value is None:
-        return False, None
-    if value.lower() in ("none", "unlimited"):
-        return True, None
-    suffixes = {"k": 2**10, "m": 2**20, "g": 2**30}
-    v = value.lower().removesuffix("ib").removesuffix("b")
-    scale = suffixes.get(v[-1:], 1)
-    number = v[:-1] if v[-1:] in suffixes else v
-    return True, int(float(number) * scale)
 
 
 def _fmt(v: float | None, spec: str = ".1f") -> str:
@@ -704,8 +962,70 @@ def _threads(n: int | None) -> Iterator[None]:
         yield
 
 
+def _layer_names(text: str | None) -> list[str]:
+    """The layers ``--layers`` selects, in order, each once; ValueError for a bad list."""
+    if text is None:
+        return list(LAYERS)
+    names: list[str] = []
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        if item not in LAYERS and item not in LAYER_GROUPS:
+            msg = (
+                f"--layers: unknown layer {item!r}; choose from {', '.join(LAYERS)} "
+                f"or a group: {', '.join(LAYER_GROUPS)}"
+            )
+            raise ValueError(msg)
+        names += [n for n in LAYER_GROUPS.get(item, (item,)) if n not in names]
+    if not names:
+        msg = f"--layers {text!r} selects no layer; choose from {', '.join(LAYERS)}"
+        raise ValueError(msg)
+    return names
+
+
+def _check_writable(path: Path) -> str | None:
+    """Why ``path`` cannot be written (None when it can), found before the run starts."""
+    if path.is_dir():
+        return f"--json {str(path)!r} is a folder, not a file"
+    existed = path.exists()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        return f"--json {str(path)!r} cannot be written: {exc.strerror or exc}"
+    if not existed:
+        path.unlink()
+    return None
+
+
+def _write_json(path: Path, out: dict[str, Any]) -> str | None:
+    """Write the results; if that fails, into a temporary file instead (never lose a run).
+
+    Returns an error line, or None when ``path`` was written.
+    """
+    text = json.dumps(out, indent=1) + "\n"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        fd, spare = tempfile.mkstemp(prefix="xpconv-bench-", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        return f"cannot write {str(path)!r} ({exc.strerror or exc}); the results are in {spare}"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark; returns a process exit status."""
+    """Run the benchmark; returns a process exit status (130 after Ctrl-C)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # before the measurements started (they handle their own)
+        print("xpconv bench: interrupted", file=sys.stderr)
+        return INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(None if argv is None else list(argv))
     if args.repeat is None:
         args.repeat = 3 if args.quick else 5
@@ -714,48 +1034,45 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.layers = ",".join(QUICK_LAYERS)
         if args.dtype == "float32,float64":
             args.dtype = "float32"
-    names = (
-        list(LAYERS)
-        if args.layers is None
-        else [n.strip() for n in args.layers.split(",") if n.strip()]
-    )
-    unknown = [n for n in names if n not in LAYERS]
-    if unknown:
-        print(f"unknown layer(s) {unknown}; choose from {', '.join(LAYERS)}", file=sys.stderr)
-        return 2
-    dtypes = [d.strip() for d in args.dtype.split(",") if d.strip()]
-    if any(d not in ("float32", "float64") for d in dtypes):
-        print(f"--dtype must list float32 and/or float64, got {args.dtype!r}", file=sys.stderr)
-        return 2
-    if args.repeat < 1:
-        print("--repeat must be >= 1", file=sys.stderr)
-        return 2
-    set_ws, ws = _parse_workspace(args.workspace)
-    also_ws = None
-    if args.also_workspace is not None:
-        set_also, also_ws = _parse_workspace(args.also_workspace)
-        if also_ws is None or not set_also:
-            print("--also-workspace needs a size in bytes, e.g. 16M", file=sys.stderr)
-            return 2
-    args.also_workspace_bytes = also_ws
+    try:
+        names = _layer_names(args.layers)
+    except ValueError as exc:
+        return _error(str(exc))
+    dtypes = list(dict.fromkeys(d.strip() for d in args.dtype.split(",") if d.strip()))
+    if not dtypes or any(d not in ("float32", "float64") for d in dtypes):
+        return _error(f"--dtype must list float32 and/or float64, got {args.dtype!r}")
+    set_ws = hasattr(args, "workspace")
+    ws = args.workspace if set_ws else None
+    if args.json is not None:
+        problem = _check_writable(args.json)
+        if problem:
+            return _error(problem)
+    if args.device is not None and not _registry.get(args.backend).device_option:
+        return _error(
+            f"--device is only supported with --backend torch, not with --backend {args.backend}"
+        )
 
     import numpy as np
 
     from xpconv._backend import gpu_available
 
-    if args.backend == "cupy" and not gpu_available("cupy"):
-        print("--backend cupy needs a GPU that CuPy can use; none found here", file=sys.stderr)
-        return 3
-    rt = _runtime(args.backend, args.device)
+    try:
+        rt = _runtime(args.backend, args.device)
+    except _registry.BackendError as exc:
+        return _error(str(exc), ENVIRONMENT_ERROR)
     compare = args.compare or ("torch-cuda" if rt.is_gpu else "torch")
-    if compare == "torch-cuda" and not gpu_available("torch"):
-        print(
-            "--compare torch-cuda needs a GPU that torch can use; none found here", file=sys.stderr
-        )
-        return 3
     if compare != "none" and _version("torch") is None:
-        print("--compare torch needs PyTorch installed", file=sys.stderr)
-        return 3
+        return _error(
+            f"--compare {compare} needs PyTorch, which is not installed (pip install torch); "
+            "pass --compare none to time xpconv alone",
+            ENVIRONMENT_ERROR,
+        )
+    if compare == "torch-cuda" and not gpu_available("torch"):
+        return _error(
+            "--compare torch-cuda needs a GPU that torch can use, and none was found here; "
+            "pass --compare torch (PyTorch on the CPU) or --compare none",
+            ENVIRONMENT_ERROR,
+        )
 
     threads = args.threads or _blas_threads() or os.cpu_count() or 1
     torch_threads = None
@@ -768,7 +1085,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         xpconv_threads = thread_count()
 
     seed = None
-    if not args.no_seed and args.backend in ("numpy", "cupy"):
+    seed_wanted = not args.no_seed and args.backend in ("numpy", "cupy")
+    if seed_wanted:
         seed = _load_seed()
     blas, thread_info = _blas_info()
     device = "cpu"
@@ -814,8 +1132,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "repeat": args.repeat,
         "settle_s": args.settle,
         "workspace_bytes": ws if set_ws else get_workspace_limit(gpu=rt.is_gpu),
-        "also_workspace_bytes": also_ws,
+        "also_workspace_bytes": args.also_workspace,
         "seed_baseline": seed is not None,
+        "total_ms": "median over the calls of forward + backward in the same call",
+        "interrupted": False,
         "command": "xpconv bench " + " ".join(sys.argv[1:] if argv is None else list(argv)),
     }
 
@@ -827,26 +1147,58 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"xpconv bench: backend={rt.name} compare={compare} device={device} threads={threads} "
         f"repeat={args.repeat} workspace={meta['workspace_bytes']}"
     )
+    _print_legend(compare, seed_wanted, seed is not None)
     header = (
-        f"{'layer':<10} {'dtype':<8} {'impl':<22} {'fwd ms':>9} {'bwd ms':>9} {'total':>9} "
+        f"{'layer':<13} {'dtype':<8} {'impl':<22} {'fwd ms':>9} {'bwd ms':>9} {'fwd+bwd':>9} "
         f"{'GFLOP/s':>8} {'peak MiB':>9} {'/torch':>7} {'/seed':>7}"
     )
     print(header)
     print("-" * len(header))
-    with _threads(threads), limit_ctx:
-        for dt in dtypes:
-            for name in names:
+    cases = [(dt, name) for dt in dtypes for name in names]
+    done = 0
+    try:
+        with _threads(threads), limit_ctx:
+            for dt, name in cases:
                 layer = LAYERS[name]
                 if args.batch is not None:
                     layer = layer.with_batch(args.batch)
-                results.extend(_bench_layer(layer, dt, rt, compare, args, seed))
-                _print_rows(results, layer, dt)
-    out = {"meta": meta, "results": results}
+                rows = _bench_layer(layer, dt, rt, compare, args, seed)
+                results.extend(rows)
+                _print_rows(rows, layer, dt)
+                done += 1
+    except KeyboardInterrupt:
+        meta["interrupted"] = True
+        where = f"after {done} of {len(cases)} layer/dtype cases"
+        if args.json is None:
+            print(f"xpconv bench: interrupted {where}", file=sys.stderr)
+        else:
+            problem = _write_json(args.json, {"meta": meta, "results": results})
+            saved = problem or f"wrote the {len(results)} rows measured so far to {args.json}"
+            print(f"xpconv bench: interrupted {where}; {saved}", file=sys.stderr)
+        return INTERRUPTED
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=1) + "\n")
+        problem = _write_json(args.json, {"meta": meta, "results": results})
+        if problem:
+            return _error(problem, 1)
         print(f"wrote {args.json}")
     return 0
+
+
+def _print_legend(compare: str, seed_wanted: bool, seed_found: bool) -> None:
+    """What the columns are, in a few lines (the details: ``xpconv bench --help``)."""
+    print(
+        "fwd ms, bwd ms: medians over the calls; fwd+bwd: median of forward + backward in "
+        "the same call (GFLOP/s and the ratios use it)"
+    )
+    if compare != "none":
+        print("/torch: fwd+bwd over PyTorch's (F.conv1d/2d/3d + autograd)")
+    if seed_found:
+        print(f"/seed: fwd+bwd over {SEED_NOTE}")
+    elif seed_wanted:
+        print(
+            "/seed: empty: benchmarks/seed_formulation.py (the seed layer's formulation) "
+            "is not in this installation; run from xpconv's source checkout, or pass --no-seed"
+        )
 
 
 def _bench_layer(
@@ -855,26 +1207,25 @@ def _bench_layer(
     import numpy as np
 
     rng = np.random.default_rng(0)
-    oh, ow = layer.out_hw
     data = {
-        "x": rng.standard_normal((layer.n, layer.c, layer.h, layer.w)).astype(dt),
-        "w": (
-            rng.standard_normal((layer.o, layer.c // layer.groups, layer.k, layer.k)) * 0.1
-        ).astype(dt),
+        "x": rng.standard_normal(layer.x_shape).astype(dt),
+        "w": (rng.standard_normal(layer.w_shape) * 0.1).astype(dt),
         "b": rng.standard_normal(layer.o).astype(dt),
-        "gy": rng.standard_normal((layer.n, layer.o, oh, ow)).astype(dt),
+        "gy": rng.standard_normal(layer.y_shape).astype(dt),
     }
     impls = [_xpconv_impl(layer, data, rt)]
-    if args.also_workspace_bytes is not None:
-        impls.append(_xpconv_impl(layer, data, rt, args.also_workspace_bytes))
-    if compare == "torch":
+    if args.also_workspace is not None:
+        impls.append(_xpconv_impl(layer, data, rt, args.also_workspace))
+    if compare != "none" and _torch_conv(layer.rank) is None:
+        pass  # PyTorch has no convolution of this rank: no reference row
+    elif compare == "torch":
         impls.append(_torch_impl(layer, data, "cpu", "torch"))
     elif compare == "torch-cuda":
         impls.extend(
             _torch_impl(layer, data, "cuda", name, flags)
             for name, flags in _cuda_variants(args.cudnn_benchmark, args.cudnn_tf32, dt).items()
         )
-    if seed is not None:
+    if seed is not None and layer.seed_kwargs is not None:
         impls.append(_seed_impl(layer, data, rt, seed))
 
     _run_layer(impls, args.repeat, args.settle)
@@ -882,45 +1233,68 @@ def _bench_layer(
     rows = []
     for impl in impls:
         peak = None if args.no_memory else _peak(impl)
-        f, b = statistics.median(impl.times_f), statistics.median(impl.times_b)
-        total = statistics.median([x + y for x, y in zip(impl.times_f, impl.times_b, strict=True)])
-        rows.append(
-            {
-                "layer": layer.name,
-                "shape": layer.shape,
-                "groups": layer.groups,
-                "dilation": layer.dilation,
-                "padding": layer.padding,
-                "dtype": dt,
-                "impl": impl.name,
-                "forward_ms": round(f, 3),
-                "backward_ms": round(b, 3),
-                "total_ms": round(total, 3),
-                "gflops": round(3 * layer.forward_flops / (total * 1e-3) / 1e9, 2),
-                "peak_mem_mib": None if peak is None else round(peak, 2),
-                "peak_mem_method": impl.mem_kind if peak is not None else None,
-                "array_mib": round(layer.array_bytes(np.dtype(dt).itemsize) / 2**20, 2),
-                "forward_all_ms": [round(v, 3) for v in impl.times_f],
-                "backward_all_ms": [round(v, 3) for v in impl.times_b],
-            }
-        )
+        rows.append(_row(layer, dt, impl, peak))
     gc.collect()
     return rows
 
 
-def _print_rows(results: list[dict[str, Any]], layer: Layer, dt: str) -> None:
-    rows = [r for r in results if r["layer"] == layer.name and r["dtype"] == dt]
+def _row(layer: Layer, dt: str, impl: Impl, peak: float | None) -> dict[str, Any]:
+    """One result: the medians, the per-call times and the layer (see the module docs)."""
+    import numpy as np
+
+    totals = [f + b for f, b in zip(impl.times_f, impl.times_b, strict=True)]
+    total = statistics.median(totals)
+    described = layer.describe()
+    new_fields = {k: described.pop(k) for k in ("rank", "x_shape", "w_shape", "stride")}
+    return {
+        **described,  # layer, shape, groups, dilation, padding
+        "dtype": dt,
+        "impl": impl.name,
+        "forward_ms": round(statistics.median(impl.times_f), 3),
+        "backward_ms": round(statistics.median(impl.times_b), 3),
+        "total_ms": round(total, 3),
+        "gflops": round(3 * layer.forward_flops / (total * 1e-3) / 1e9, 2),
+        "peak_mem_mib": None if peak is None else round(peak, 2),
+        "peak_mem_method": impl.mem_kind if peak is not None else None,
+        "array_mib": round(layer.array_bytes(np.dtype(dt).itemsize) / 2**20, 2),
+        "forward_all_ms": [round(v, 3) for v in impl.times_f],
+        "backward_all_ms": [round(v, 3) for v in impl.times_b],
+        "total_all_ms": [round(v, 3) for v in totals],
+        **new_fields,
+    }
+
+
+def _noise_note(r: dict[str, Any]) -> str | None:
+    """A line when the medians of fwd and bwd do not add up to the median fwd+bwd."""
+    parts = r["forward_ms"] + r["backward_ms"]
+    total = r["total_ms"]
+    if total <= 0 or abs(parts - total) <= NOISE_NOTE * total:
+        return None
+    spread = r.get("total_all_ms") or [total]
+    return (
+        f"note: {r['layer']} {r['dtype']} {r['impl']}: fwd {r['forward_ms']:.2f} + bwd "
+        f"{r['backward_ms']:.2f} = {parts:.2f} ms, but the median fwd+bwd of one call is "
+        f"{total:.2f} ms: the calls varied (fwd+bwd from {min(spread):.2f} to "
+        f"{max(spread):.2f} ms); rerun with a larger --repeat on a quieter machine"
+    )
+
+
+def _print_rows(rows: list[dict[str, Any]], layer: Layer, dt: str) -> None:
     ref = {r["impl"]: r["total_ms"] for r in rows}
     for r in rows:
         vs_torch = r["total_ms"] / ref["torch"] if "torch" in ref else None
         vs_seed = r["total_ms"] / ref["seed"] if "seed" in ref else None
         print(
-            f"{layer.name:<10} {dt:<8} {r['impl']:<22} {r['forward_ms']:>9.2f} "
+            f"{layer.name:<13} {dt:<8} {r['impl']:<22} {r['forward_ms']:>9.2f} "
             f"{r['backward_ms']:>9.2f} {r['total_ms']:>9.2f} {r['gflops']:>8.1f} "
             f"{_fmt(r['peak_mem_mib']):>9} "
             f"{_fmt(vs_torch, '.2f'):>7} {_fmt(vs_seed, '.2f'):>7}",
             flush=True,
         )
+    for r in rows:
+        note = _noise_note(r)
+        if note:
+            print(note, flush=True)
     for r in rows:
         if not r["impl"].startswith("xpconv-ws") or "xpconv" not in ref:
             continue
@@ -930,7 +1304,7 @@ def _print_rows(results: list[dict[str, Any]], layer: Layer, dt: str) -> None:
         verdict = "-" if peak is None else ("within" if peak <= bound else "OVER")
         ratio = r["total_ms"] / ref["xpconv"]
         print(
-            f"{layer.name:<10} {dt:<8} {r['impl']}: time / xpconv {ratio:.2f}; "
+            f"{layer.name:<13} {dt:<8} {r['impl']}: time / xpconv {ratio:.2f}; "
             f"peak {_fmt(peak)} MiB, bound (arrays + limit) * 1.1 = {bound:.1f} MiB: {verdict}",
             flush=True,
         )
