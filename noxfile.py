@@ -6,23 +6,50 @@ results, and an unpinned ``torch`` would pull a multi-GB CUDA build.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nox
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+
+def _load_registry() -> ModuleType:
+    """xpconv's backend registry, loaded from its file: nox runs without xpconv installed."""
+    path = Path(__file__).resolve().parent / "src" / "xpconv" / "_registry.py"
+    spec = importlib.util.spec_from_file_location("_xpconv_registry", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while being built
+    spec.loader.exec_module(module)
+    return module
+
+
+REGISTRY = _load_registry()
 
 nox.needs_version = ">=2024.4.15"
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = True
-# The default run (`nox`) stays under 10 minutes on 2 cores. JAX and Dask run
-# the same suite more slowly (eager JAX compiles every new shape, Dask builds a
-# graph per call): `nox -t extra` runs them, and .ci/run runs both after the
-# default sessions.
+# One tests(backend=...) session per CPU backend of the registry
+# (src/xpconv/_registry.py), with the packages it names. The default run
+# (`nox`) stays under 10 minutes on 2 cores. JAX and Dask run the same suite
+# more slowly (eager JAX compiles every new shape, Dask builds a graph per
+# call): `nox -t extra` runs them, and .ci/run runs both after the default
+# sessions.
+BACKEND_PACKAGES: dict[str, list[str]] = {
+    spec.name: list(spec.nox_packages) for spec in REGISTRY.nox_backends()
+}
+DEFAULT_BACKENDS = [spec.name for spec in REGISTRY.nox_backends() if spec.nox_default]
+GPU_BACKENDS = [spec for spec in REGISTRY.BACKENDS if spec.device == "gpu"]
 nox.options.sessions = [
-    "tests(backend='numpy')",
-    "tests(backend='array_api_strict')",
-    "tests(backend='torch')",
+    *(f"tests(backend='{name}')" for name in DEFAULT_BACKENDS),
     "lint",
     "typecheck",
     "docs",
@@ -30,13 +57,6 @@ nox.options.sessions = [
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 TORCH_CPU = "torch==2.13.0"
-BACKEND_PACKAGES = {
-    "numpy": [],
-    "array_api_strict": [],
-    "torch": [],
-    "jax": ["jax[cpu]"],
-    "dask": ["dask[array]", "distributed"],
-}
 
 
 def _install_tests(session: nox.Session, *extra: str) -> None:
@@ -48,7 +68,7 @@ def _install_tests(session: nox.Session, *extra: str) -> None:
 @nox.parametrize(
     "backend",
     [
-        nox.param(name, tags=["extra"] if name in ("jax", "dask") else [])
+        nox.param(name, tags=[] if name in DEFAULT_BACKENDS else ["extra"])
         for name in BACKEND_PACKAGES
     ],
 )
@@ -63,11 +83,13 @@ def gpu(session: nox.Session) -> None:
     """The suite on CuPy and torch CUDA; skipped cleanly on a machine without a GPU."""
     if shutil.which("nvidia-smi") is None or os.system("nvidia-smi -L >/dev/null 2>&1") != 0:
         session.skip("skipped: no GPU (nvidia-smi finds no device)")
-    _install_tests(session, "cupy-cuda13x", "torch")
-    probe = "from xpconv._backend import gpu_available as g; print(g('cupy') and g('torch'))"
+    packages = dict.fromkeys(p for spec in GPU_BACKENDS for p in spec.nox_packages)
+    _install_tests(session, *packages)
+    names = [spec.name for spec in GPU_BACKENDS]
+    probe = f"from xpconv._registry import usable; print(all(map(usable, {names!r})))"
     if session.run("python", "-c", probe, silent=True).strip() != "True":
         session.skip("skipped: no GPU (CuPy or torch cannot run a kernel here)")
-    session.run("pytest", *session.posargs, env={"XPCONV_TEST_BACKENDS": "cupy,torch-cuda"})
+    session.run("pytest", *session.posargs, env={"XPCONV_TEST_BACKENDS": ",".join(names)})
 
 
 @nox.session

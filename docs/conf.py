@@ -6,9 +6,10 @@ Build (as ``nox -s docs`` does)::
     sphinx-build -W -b doctest docs docs/_build/doctest
 
 Everything that is derived from code or data is generated here, at every build,
-so that it cannot go stale: the im2col picture, the performance tables and
-plots (from ``benchmarks/results/*.json``), the API pages of the optional
-adapter modules that import here, and the demo picture snippet.
+so that it cannot go stale: the im2col pictures (2-D, 1-D and 3-D), the
+performance tables and plots (from ``benchmarks/results/*.json``), the API
+pages of the optional adapter modules that import here, and the demo picture
+snippet.
 """
 
 from __future__ import annotations
@@ -236,6 +237,7 @@ def generate() -> None:
 
     figure = _load_script("make_im2col_figure")
     figure.draw(STATIC_GENERATED / "im2col.png")
+    _load_script("make_unfold_nd_figures").draw(STATIC_GENERATED)  # unfold-1d.png, unfold-3d.png
 
     perf = _load_script("make_perf_page")
     _write_if_changed(
@@ -256,29 +258,40 @@ def _drop_missing_toctree_entries(app: Any, docname: str, source: list[str]) -> 
 
 
 def _nox_sessions() -> list[str]:
-    """Session names in noxfile.py, the backend test sessions spelled as nox lists them."""
+    """Session names as nox lists them: one tests(backend=...) per CPU backend of the
+    registry (which noxfile.py reads too), then the noxfile's other sessions."""
+    from xpconv import _registry
+
+    names = [spec.nox_session for spec in _registry.nox_backends()]
     tree = ast.parse((ROOT / "noxfile.py").read_text(encoding="utf-8"))
-    names: list[str] = []
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id == "BACKEND_PACKAGES" for t in node.targets
-        ):
-            names += [f"tests(backend='{b}')" for b in ast.literal_eval(node.value)]
-        elif (
-            isinstance(node, ast.FunctionDef)
-            and node.name != "tests"
-            and any("session" in ast.unparse(d) for d in node.decorator_list)
-        ):
-            names.append(node.name)
+    names += [
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef)
+        and node.name != "tests"
+        and any("session" in ast.unparse(d) for d in node.decorator_list)
+    ]
     return names
 
 
 def _check_backend_matrix(app: Any) -> None:
-    """Warn (an error under -W) when a nox session is missing from the backend matrix."""
+    """Warn (an error under -W) when docs/backends.md misses a nox session, or a
+    package that the registry says a backend's session installs."""
+    from xpconv import _registry
+
     text = (DOCS / "backends.md").read_text(encoding="utf-8")
     for name in _nox_sessions():
         if f"`{name}`" not in text:
             logger.warning("docs/backends.md does not describe the nox session %s", name)
+    for spec in _registry.BACKENDS:
+        for package in spec.nox_packages:
+            if f"`{package}`" not in text:
+                logger.warning(
+                    "docs/backends.md does not name %s, which the %s session installs for %s",
+                    package,
+                    spec.nox_session,
+                    spec.name,
+                )
 
 
 def setup(app: Any) -> None:

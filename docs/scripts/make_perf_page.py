@@ -10,9 +10,16 @@ run written by ``benchmarks/run.py``, with the schema::
     {"meta": {"date", "machine", "python", "numpy", "torch", "blas", "threads",
               "backend", "compare", "device"},
      "results": [{"layer", "shape": [N, C, H, W, O, K, stride], "groups",
-                  "dilation", "dtype", "impl": "xpconv" | "torch" | "seed" | ...,
+                  "dilation", "padding", "dtype",
+                  "impl": "xpconv" | "torch" | "seed" | ...,
                   "forward_ms", "backward_ms", "total_ms", "gflops",
-                  "peak_mem_mib"}]}
+                  "peak_mem_mib", "rank", "x_shape", "w_shape", "stride"}]}
+
+``total_ms`` is the median over the calls of forward + backward in one call
+(``forward_ms`` and ``backward_ms`` are medians of their own). Runs written
+before the 1-D and 3-D layers have no ``rank``, ``x_shape``, ``w_shape`` or
+``stride``: their 2-D geometry is read from ``shape``. ``dilation`` and
+``padding`` are an int, or a list with one entry per spatial axis.
 
 Each run becomes a section of Markdown (machine, versions and date, a summary
 table with the ratios, the full table) and a bar chart of GFLOP/s per layer.
@@ -99,15 +106,28 @@ def _table(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> list[str]:
     return lines
 
 
+def _hashable(value: Any) -> Any:
+    """Lists (a per-axis dilation or padding) as tuples, so that they can key a dict."""
+    return tuple(_hashable(v) for v in value) if isinstance(value, list | tuple) else value
+
+
 def _case_key(row: Row) -> tuple[Any, ...]:
     """Rows of one layer configuration, whatever the implementation."""
     return (
         str(row.get("layer", "?")),
-        tuple(row.get("shape") or ()),
+        _hashable(row.get("shape") or ()),
         row.get("groups", 1),
-        row.get("dilation", 1),
+        _hashable(row.get("dilation", 1)),
         str(row.get("dtype", "?")),
     )
+
+
+def _uniform(value: Any, default: int) -> bool:
+    """Whether a dilation (int or per-axis tuple) is ``default`` on every axis."""
+    if value is None:
+        return True
+    values = value if isinstance(value, tuple) else (value,)
+    return all(v == default for v in values)
 
 
 def _case_label(key: tuple[Any, ...]) -> str:
@@ -115,9 +135,21 @@ def _case_label(key: tuple[Any, ...]) -> str:
     extras = []
     if groups not in (None, 1):
         extras.append(f"groups={groups}")
-    if dilation not in (None, 1, [1, 1]):
-        extras.append(f"dilation={dilation}")
+    if not _uniform(dilation, 1):
+        extras.append(f"dilation={_cell(dilation)}")
     return layer + (f" ({', '.join(extras)})" if extras else "")
+
+
+def _geometry(row: Row) -> tuple[Any, Any, Any, Any]:
+    """(input shape, weight shape, stride, padding) of a row; older 2-D rows from ``shape``."""
+    if "x_shape" in row and "w_shape" in row:
+        return row["x_shape"], row["w_shape"], row.get("stride"), row.get("padding")
+    shape = row.get("shape") or []
+    if len(shape) != 7:
+        return None, None, None, row.get("padding")
+    n, c, h, w, o, k, stride = shape
+    groups = row.get("groups") or 1
+    return [n, c, h, w], [o, c // groups, k, k], stride, row.get("padding")
 
 
 def _impls(rows: list[Row]) -> list[str]:
@@ -139,17 +171,19 @@ def _cases(rows: list[Row]) -> dict[tuple[Any, ...], dict[str, Row]]:
     return cases
 
 
-def _shape(key: tuple[Any, ...]) -> str:
-    return ", ".join(str(v) for v in key[1])
-
-
 def layer_table(rows: list[Row]) -> list[str]:
-    """The layers measured: name, shape, groups, dilation."""
-    seen: dict[str, tuple[Any, ...]] = {}
-    for key in _cases(rows):
-        seen.setdefault(_case_label(key), key)
-    body = [[label, _shape(key), key[2], key[3]] for label, key in seen.items()]
-    return _table(["layer", "N, C, H, W, O, K, stride", "groups", "dilation"], body)
+    """The layers measured: name, input and weight shapes, stride, padding, groups, dilation."""
+    seen: dict[str, Row] = {}
+    for key, by_impl in _cases(rows).items():
+        seen.setdefault(_case_label(key), next(iter(by_impl.values())))
+    body = []
+    for label, row in seen.items():
+        x_shape, w_shape, stride, padding = _geometry(row)
+        body.append(
+            [label, x_shape, w_shape, stride, padding, row.get("groups"), row.get("dilation")]
+        )
+    header = ["layer", "input (N, C, *size)", "weight (O, C/groups, *kernel)", "stride"]
+    return _table([*header, "padding", "groups", "dilation"], body)
 
 
 def summary_table(rows: list[Row]) -> list[str]:
@@ -193,6 +227,11 @@ def summary_table(rows: list[Row]) -> list[str]:
     return _table(header, body)
 
 
+def _has_nd(rows: list[Row]) -> bool:
+    """Whether some rows are of a 1-D or 3-D layer."""
+    return any(r.get("rank", 2) != 2 for r in rows)
+
+
 def col2im_section(results_dir: Path) -> list[str]:
     """The col2im strategy timings (``benchmarks/col2im_strategies.py``), if any."""
     lines: list[str] = []
@@ -233,6 +272,7 @@ def floor_section(results_dir: Path) -> list[str]:
     lines: list[str] = []
     for path in sorted((results_dir / "floor").glob("*.json")):
         meta, rows = load(path)
+        routes = any("route" in r for r in rows)
         lines += [
             f"## How close im2col can get: products and copies alone ({meta.get('date')})",
             "",
@@ -260,6 +300,7 @@ def floor_section(results_dir: Path) -> list[str]:
                     "xpconv / torch",
                     "gemm / torch",
                     "(gemm + copies) / torch",
+                    *(["xpconv's route"] if routes else []),
                 ],
                 [
                     [
@@ -272,6 +313,7 @@ def floor_section(results_dir: Path) -> list[str]:
                         _ratio(r["xpconv_ms"], r["torch_ms"]),
                         _ratio(r["gemm_ms"], r["torch_ms"]),
                         _ratio(r["gemm_ms"] + r["copies_ms"], r["torch_ms"]),
+                        *([r.get("route")] if routes else []),
                     ]
                     for r in rows
                 ],
@@ -404,10 +446,13 @@ def section(path: Path, image_dir: Path, image_url: str, *, seen: set[str]) -> l
     lines += [
         f"![GFLOP/s per layer, {title}]({image_url}/{image.name})",
         "",
-        "Times are medians in milliseconds of forward + backward (input, weight and "
-        "bias gradients); *xpconv / torch* below 1 means xpconv is faster than PyTorch, "
-        "*seed / xpconv* is the speed-up over the seed's formulation; MiB is the peak "
-        "extra memory.",
+        "Times in milliseconds: the median over the timed calls of one forward + "
+        "backward (input, weight and bias gradients), with the medians of the forward "
+        "and of the backward in parentheses (medians need not add up exactly); "
+        "*xpconv / torch* below 1 means xpconv is faster than PyTorch, "
+        "*seed / xpconv* is the speed-up over the seed's formulation"
+        + (" (a 2-D formulation: timed on the 2-D layers only)" if _has_nd(rows) else "")
+        + "; MiB is the peak extra memory.",
         "",
         *summary_table(rows),
         "",
