@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import functools
 import math
+from types import ModuleType
 from typing import Any, NamedTuple
+
+from array_api_compat import is_dask_array
 
 from xpconv import _engine
 from xpconv._backend import (
@@ -93,10 +96,7 @@ def _check_arrays(xp: Any, **arrays: Array | None) -> tuple[Namespace, list[Arra
     accumulate in float32 and the results are narrowed back (:func:`_narrow`).
     Every array but ``bias`` is required.
     """
-    for name, a in arrays.items():
-        if a is None and name != "bias":
-            msg = f"{name} must be an array, got None"
-            raise TypeError(msg)
+    _check_present(**arrays)
     inferred = namespace_of(**arrays)
     if xp is not None and resolve_namespace(xp) is not inferred:
         msg = f"xp={xp!r} is not the namespace of the arrays ({inferred.__name__})"
@@ -120,6 +120,28 @@ def _check_arrays(xp: Any, **arrays: Array | None) -> tuple[Namespace, list[Arra
     if _dtype_kind(inferred, dtype) == "half":
         checked = [None if a is None else inferred.astype(a, inferred.float32) for a in checked]
     return inferred, checked, dtype
+
+
+def _check_present(**arrays: Array | None) -> None:
+    for name, a in arrays.items():
+        if a is None and name != "bias":
+            msg = f"{name} must be an array, got None"
+            raise TypeError(msg)
+
+
+def _blockwise(data: Array) -> ModuleType | None:
+    """:mod:`xpconv.dask` when `data` is a Dask array, else None.
+
+    The generic path would merge Dask's batch chunks into one block (and
+    reject NumPy weights as another library); the block-wise path runs one
+    task per batch chunk. Imported here, lazily, so that xpconv does not
+    need Dask.
+    """
+    if not is_dask_array(data):
+        return None
+    from xpconv import dask as blockwise
+
+    return blockwise
 
 
 @functools.lru_cache(maxsize=64)
@@ -215,6 +237,10 @@ def _conv(
     **conv_args: Any,
 ) -> Array:
     op = _op_name("conv", rank)
+    if (blockwise := _blockwise(x)) is not None:
+        _check_present(x=x, weight=weight)
+        _kernel_rank(weight, op, rank)
+        return blockwise.conv(x, weight, bias, **conv_args)
     xp, (x, weight, bias), dtype = _check_arrays(xp, x=x, weight=weight, bias=bias)
     rank = _kernel_rank(weight, op, rank)
     xb, unbatched = _batched(x, rank, xp, op)
@@ -408,12 +434,16 @@ def _conv_backward(
     **conv_args: Any,
 ) -> ConvGradients:
     op = _op_name("conv", rank)
-    xp, (grad_output, x, weight), dtype = _check_arrays(
-        xp, grad_output=grad_output, x=x, weight=weight
-    )
     if not isinstance(bias, bool):
         msg = f"bias must be True or False (whether to compute dL/db), got {bias!r}"
         raise TypeError(msg)
+    if (blockwise := _blockwise(x)) is not None:
+        _check_present(grad_output=grad_output, x=x, weight=weight)
+        _kernel_rank(weight, op, rank)
+        return blockwise.conv_backward(grad_output, x, weight, bias=bias, **conv_args)
+    xp, (grad_output, x, weight), dtype = _check_arrays(
+        xp, grad_output=grad_output, x=x, weight=weight
+    )
     rank = _kernel_rank(weight, op, rank)
     xb, unbatched = _batched(x, rank, xp, op)
     # An unbatched x has an unbatched output: grad_output must be unbatched too.
