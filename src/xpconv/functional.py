@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
-from types import ModuleType
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from array_api_compat import is_dask_array
 
@@ -43,6 +42,9 @@ from xpconv._geometry import (
     window_geometry,
 )
 from xpconv._im2col import col2im, im2col
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 __all__ = [
     "Conv2dGradients",
@@ -144,6 +146,30 @@ def _blockwise(data: Array) -> ModuleType | None:
     return blockwise
 
 
+def _check_blockwise(
+    op: str, rank: int | None, conv_args: dict[str, Any], **arrays: Array | None
+) -> None:
+    """The core's checks and messages for a Dask input, on shapes and the blocks' types."""
+    _check_present(**arrays)
+    _check_arrays(None, **{k: getattr(a, "_meta", a) for k, a in arrays.items()})
+    x, weight, grad_output = arrays["x"], arrays["weight"], arrays.get("grad_output")
+    unbatched = _is_unbatched(x, _kernel_rank(weight, op, rank), op)
+    x_shape = (1, *x.shape) if unbatched else tuple(x.shape)
+    geom = conv_geometry(x_shape, tuple(weight.shape), **conv_args)
+    _check_channels(geom, op)
+    _check_bias(arrays.get("bias"), geom.out_channels)
+    if grad_output is not None:
+        _check_grad_output(grad_output, geom, op, unbatched=unbatched)
+
+
+def _check_grad_output(grad_output: Array, geom: ConvGeometry, op: str, *, unbatched: bool) -> None:
+    expected = geom.output_shape[1:] if unbatched else geom.output_shape
+    if tuple(grad_output.shape) != expected:
+        got = tuple(grad_output.shape)
+        msg = f"grad_output must have the {op} output shape {expected}, got {got}"
+        raise ValueError(msg)
+
+
 @functools.lru_cache(maxsize=64)
 def _dtype_kind(xp: Namespace, dtype: Any) -> str | None:
     """'half', 'real' or 'complex' for a floating dtype, None for any other."""
@@ -199,16 +225,21 @@ def _kernel_rank(weight: Array, op: str, rank: int | None, *, transposed: bool =
     return int(weight.ndim) - 2
 
 
-def _batched(x: Array, rank: int, xp: Namespace, op: str, name: str = "x") -> tuple[Array, bool]:
-    """``x`` with a batch axis (added for an unbatched input, as PyTorch does)."""
-    if x.ndim == rank + 1:
-        return xp.expand_dims(x, axis=0), True
-    if x.ndim != rank + 2:
+def _is_unbatched(x: Array, rank: int, op: str, name: str = "x") -> bool:
+    """Whether ``x`` is ``(C, *spatial)`` rather than ``(N, C, *spatial)``; else a ValueError."""
+    if x.ndim not in (rank + 1, rank + 2):
         msg = (
             f"{op} expects a {rank + 2}-D {input_layout(rank)} or {rank + 1}-D "
             f"{input_layout(rank, batched=False)} input {name}, got shape {tuple(x.shape)}"
         )
         raise ValueError(msg)
+    return bool(x.ndim == rank + 1)
+
+
+def _batched(x: Array, rank: int, xp: Namespace, op: str, name: str = "x") -> tuple[Array, bool]:
+    """``x`` with a batch axis (added for an unbatched input, as PyTorch does)."""
+    if _is_unbatched(x, rank, op, name):
+        return xp.expand_dims(x, axis=0), True
     return x, False
 
 
@@ -238,8 +269,7 @@ def _conv(
 ) -> Array:
     op = _op_name("conv", rank)
     if (blockwise := _blockwise(x)) is not None:
-        _check_present(x=x, weight=weight)
-        _kernel_rank(weight, op, rank)
+        _check_blockwise(op, rank, conv_args, x=x, weight=weight, bias=bias)
         return blockwise.conv(x, weight, bias, **conv_args)
     xp, (x, weight, bias), dtype = _check_arrays(xp, x=x, weight=weight, bias=bias)
     rank = _kernel_rank(weight, op, rank)
@@ -438,8 +468,7 @@ def _conv_backward(
         msg = f"bias must be True or False (whether to compute dL/db), got {bias!r}"
         raise TypeError(msg)
     if (blockwise := _blockwise(x)) is not None:
-        _check_present(grad_output=grad_output, x=x, weight=weight)
-        _kernel_rank(weight, op, rank)
+        _check_blockwise(op, rank, conv_args, grad_output=grad_output, x=x, weight=weight)
         return blockwise.conv_backward(grad_output, x, weight, bias=bias, **conv_args)
     xp, (grad_output, x, weight), dtype = _check_arrays(
         xp, grad_output=grad_output, x=x, weight=weight
@@ -450,13 +479,7 @@ def _conv_backward(
     gy = xp.expand_dims(grad_output, axis=0) if unbatched else grad_output
     geom = conv_geometry(tuple(xb.shape), tuple(weight.shape), **conv_args)
     _check_channels(geom, op)
-    if tuple(gy.shape) != geom.output_shape:
-        expected = geom.output_shape[1:] if unbatched else geom.output_shape
-        msg = (
-            f"grad_output must have the {op} output shape {expected}, "
-            f"got {tuple(grad_output.shape)}"
-        )
-        raise ValueError(msg)
+    _check_grad_output(grad_output, geom, op, unbatched=unbatched)
     route = _engine.plan(geom, xb, xp)
     with quiet_float_errors(xb):
         # The weight gradient first: its columns (with a row of ones for the
