@@ -41,8 +41,8 @@ nox.options.error_on_missing_interpreters = True
 # (src/xpconv/_registry.py), with the packages it names. The default run
 # (`nox`) stays under 10 minutes on 2 cores. JAX and Dask run the same suite
 # more slowly (eager JAX compiles every new shape, Dask builds a graph per
-# call): `nox -t extra` runs them, and .ci/run runs both after the default
-# sessions.
+# call): `nox -t extra` runs them, with the `package` session (the built wheel
+# in fresh virtualenvs), and .ci/run runs them after the default sessions.
 BACKEND_PACKAGES: dict[str, list[str]] = {
     spec.name: list(spec.nox_packages) for spec in REGISTRY.nox_backends()
 }
@@ -114,6 +114,34 @@ def docs(session: nox.Session) -> None:
     session.install("-e", ".[demo]", *nox.project.dependency_groups(PYPROJECT, "docs"))
     session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
     session.run("sphinx-build", "-W", "-b", "doctest", "docs", "docs/_build/doctest")
+
+
+SMOKE_TEST = Path(__file__).resolve().parent / "tests" / "smoke" / "check_installed.py"
+
+
+@nox.session(tags=["extra"])
+def package(session: nox.Session) -> None:
+    """Build the sdist and wheel, check them with twine, and smoke-test the wheel in fresh
+    virtualenvs: one with NumPy only, one with PyTorch CPU as the array library.
+
+    Tagged ``extra`` (run by .ci/run, not by a plain ``nox``): installing torch into a
+    fresh virtualenv takes about a minute more than the default run can spare.
+    """
+    session.install("build", "twine")
+    tmp = Path(session.create_tmp()).resolve()
+    dist = tmp / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    session.run("python", "-m", "build", "--outdir", str(dist))
+    session.run("twine", "check", "--strict", *map(str, sorted(dist.iterdir())))
+    (wheel,) = dist.glob("*.whl")
+    for library, extra in (("numpy", []), ("torch", [TORCH_CPU])):
+        venv = tmp / f"venv-{library}"
+        shutil.rmtree(venv, ignore_errors=True)
+        session.run("python", "-m", "venv", str(venv))
+        python = str(venv / "bin" / "python")
+        session.run(python, "-m", "pip", "install", "-q", str(wheel), *extra, external=True)
+        with session.chdir(tmp):  # away from src/: import the installed wheel
+            session.run(python, str(SMOKE_TEST), library, external=True)
 
 
 @nox.session
