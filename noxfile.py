@@ -144,6 +144,36 @@ def package(session: nox.Session) -> None:
             session.run(python, str(SMOKE_TEST), library, external=True)
 
 
+def _ensure_chromium(session: nox.Session) -> None:
+    """Debian's chromium and chromium-driver, installed when missing and we may (root)."""
+    if shutil.which("chromium") and shutil.which("chromedriver"):
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        session.skip(
+            "skipped: chromium and chromedriver are not installed, and installing them needs "
+            "root and apt-get (apt-get install chromium chromium-driver)"
+        )
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    session.run("apt-get", "update", "-qq", external=True, env=env)
+    session.run(
+        "apt-get", "install", "-y", "-qq", "chromium", "chromium-driver", external=True, env=env
+    )
+
+
+@nox.session(tags=["extra"])
+def docs_check(session: nox.Session) -> None:
+    """Build the site and open the key pages in headless Chromium: fail on raw TeX left
+    visible (MathJax not loaded) or an image that does not load."""
+    _ensure_chromium(session)
+    session.install(
+        "-e", ".[demo]", *nox.project.dependency_groups(PYPROJECT, "docs"), "selenium>=4.20"
+    )
+    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
+    checker = "docs/scripts/check_rendered.py"
+    session.run("python", checker, "--self-test")  # the check can fail
+    session.run("python", checker, "docs/_build/html")
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks against PyTorch and the seed formulation: ``nox -s bench -- --help``."""
