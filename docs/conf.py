@@ -117,7 +117,15 @@ html_context = {"default_mode": "light"}
 # The guide pages have no sub-pages: no empty navigation column beside them.
 html_sidebars = {
     page: []
-    for page in ("index", "getting-started", "how-it-works", "backends", "interop", "performance")
+    for page in (
+        "index",
+        "getting-started",
+        "nn",
+        "how-it-works",
+        "backends",
+        "interop",
+        "performance",
+    )
 }
 
 
