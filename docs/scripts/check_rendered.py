@@ -36,6 +36,7 @@ from selenium.webdriver.chrome.service import Service
 KEY_PAGES = (
     "index.html",
     "getting-started.html",
+    "nn.html",
     "how-it-works.html",
     "performance.html",
     "reliability.html",

@@ -3,16 +3,19 @@
 Usage: ``python check_installed.py numpy|torch`` from a folder outside the
 source tree, in a virtualenv where only the built wheel (and, for ``torch``,
 PyTorch) is installed. It checks that the wheel is the xpconv imported (not
-``src/``), that it ships ``py.typed`` and its licence, then runs ``conv2d`` and
-a ``Conv2d`` layer forward and backward on the chosen array library against an
-independent result: PyTorch's autograd for torch, a direct sum over the
-kernel offsets for NumPy.
+``src/``), that it ships ``py.typed`` and its licence, that its description
+(the package index page) has no relative links, then runs ``conv2d`` and
+a ``Conv2d`` layer forward and backward (and through a pickle round trip) on
+the chosen array library against an independent result: PyTorch's autograd
+for torch, a direct sum over the kernel offsets for NumPy.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import pickle
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,6 +40,13 @@ def check_installed() -> None:
     files = importlib.metadata.files("xpconv") or []
     if not any(f.name == "LICENSE" for f in files):
         msg = "the installed distribution has no LICENSE file"
+        raise SystemExit(msg)
+    # A package index shows the description without the repository's files: a
+    # relative link or image there is broken.
+    description = importlib.metadata.metadata("xpconv").get_payload()  # type: ignore[attr-defined]
+    relative = re.findall(r"\]\((?!https?://|#)[^)]*\)", description or "")
+    if not description or relative:
+        msg = f"the package description is empty or has relative links: {relative}"
         raise SystemExit(msg)
 
 
@@ -87,6 +97,7 @@ def check_numpy() -> None:
     np.testing.assert_allclose(layer.grad_weight, np.broadcast_to(expected, (4, 3, 3, 3)))
     np.testing.assert_allclose(layer.grad_bias, np.full(4, y[:, 0].size))
     assert grad_x.shape == x.shape
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(layer))(x), y)
 
 
 def check_torch() -> None:
@@ -111,6 +122,8 @@ def check_torch() -> None:
     torch.testing.assert_close(grad_x, xr.grad, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(layer.grad_weight, w.grad, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(layer.grad_bias, b.grad, rtol=1e-10, atol=1e-12)
+    copy = pickle.loads(pickle.dumps(layer))  # the namespace is restored by name
+    torch.testing.assert_close(copy(x), y, rtol=0, atol=0)
 
 
 def main(argv: list[str]) -> int:
