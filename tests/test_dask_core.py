@@ -103,3 +103,30 @@ def test_on_worker_processes(process_client, case: str) -> None:
     want = xpconv.conv_backward(np.ones(expected.shape), x, w, **kw)
     for g, e in zip(got, (expected, *want), strict=True):
         np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)
+
+
+def test_limits_in_force_when_built_apply_to_the_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tasks run after the ``with`` block, on Dask's threads: they get the limits it set."""
+    from xpconv import _threads
+    from xpconv import dask as xpconv_dask
+    from xpconv._workspace import get_workspace_limit
+
+    seen: list[tuple[int | None, int]] = []
+    real = xpconv_dask._core_conv
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append((get_workspace_limit(), _threads.thread_count()))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(xpconv_dask, "_core_conv", spy)
+    x, w, b, kw = _data("image")
+    dx = da.from_array(x, chunks=(2, *x.shape[1:]))
+    with xpconv.workspace_limit(4096), xpconv.thread_limit(1):
+        y = xpconv.conv2d(dx, w, b, **kw)
+    unlimited = xpconv.conv2d(dx, w, b, **kw)
+    # The threaded scheduler, even where a distributed Client is the default:
+    # the spy lives in this process.
+    got, want = dask.compute(y, unlimited, scheduler="threads")
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert seen[: len(dx.chunks[0])] == [(4096, 1)] * len(dx.chunks[0])
+    assert (4096, 1) not in seen[len(dx.chunks[0]) :]

@@ -147,12 +147,17 @@ def _blockwise(data: Array) -> ModuleType | None:
 
 
 def _check_blockwise(
-    op: str, rank: int | None, conv_args: dict[str, Any], **arrays: Array | None
+    op: str, rank: int | None, xp: Any, conv_args: dict[str, Any], **arrays: Array | None
 ) -> None:
     """The core's checks and messages for a Dask input, on shapes and the blocks' types."""
     _check_present(**arrays)
+    if xp is not None and resolve_namespace(xp) is not namespace_of(x=arrays["x"]):
+        msg = f"xp={xp!r} is not the namespace of the arrays (x is a Dask array)"
+        raise TypeError(msg)
     _check_arrays(None, **{k: getattr(a, "_meta", a) for k, a in arrays.items()})
     x, weight, grad_output = arrays["x"], arrays["weight"], arrays.get("grad_output")
+    assert x is not None
+    assert weight is not None
     unbatched = _is_unbatched(x, _kernel_rank(weight, op, rank), op)
     x_shape = (1, *x.shape) if unbatched else tuple(x.shape)
     geom = conv_geometry(x_shape, tuple(weight.shape), **conv_args)
@@ -269,7 +274,7 @@ def _conv(
 ) -> Array:
     op = _op_name("conv", rank)
     if (blockwise := _blockwise(x)) is not None:
-        _check_blockwise(op, rank, conv_args, x=x, weight=weight, bias=bias)
+        _check_blockwise(op, rank, xp, conv_args, x=x, weight=weight, bias=bias)
         return blockwise.conv(x, weight, bias, **conv_args)
     xp, (x, weight, bias), dtype = _check_arrays(xp, x=x, weight=weight, bias=bias)
     rank = _kernel_rank(weight, op, rank)
@@ -468,7 +473,7 @@ def _conv_backward(
         msg = f"bias must be True or False (whether to compute dL/db), got {bias!r}"
         raise TypeError(msg)
     if (blockwise := _blockwise(x)) is not None:
-        _check_blockwise(op, rank, conv_args, grad_output=grad_output, x=x, weight=weight)
+        _check_blockwise(op, rank, xp, conv_args, grad_output=grad_output, x=x, weight=weight)
         return blockwise.conv_backward(grad_output, x, weight, bias=bias, **conv_args)
     xp, (grad_output, x, weight), dtype = _check_arrays(
         xp, grad_output=grad_output, x=x, weight=weight
