@@ -55,6 +55,7 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.doctest",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # MathJax served from _static: the maths renders offline
     "numpydoc",
     "myst_parser",
 ]
@@ -116,7 +117,15 @@ html_context = {"default_mode": "light"}
 # The guide pages have no sub-pages: no empty navigation column beside them.
 html_sidebars = {
     page: []
-    for page in ("index", "getting-started", "how-it-works", "backends", "interop", "performance")
+    for page in (
+        "index",
+        "getting-started",
+        "nn",
+        "how-it-works",
+        "backends",
+        "interop",
+        "performance",
+    )
 }
 
 
