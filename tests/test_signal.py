@@ -183,6 +183,32 @@ def test_axes_valid_swaps_along_convolved_axes_only(backend: Any) -> None:
     _check(backend, got, expected, like=x, dtype=x.dtype, rtol=1e-10)
 
 
+# 1-D kernels of 8 taps and more take the polyphase form (blocks of 32 or 64
+# outputs): lengths around the block sizes, one or several samples and kernels.
+POLYPHASE = {
+    "k8": ((100,), (8,)),
+    "k33": ((257,), (33,)),
+    "k256": ((600,), (256,)),
+    "kernel-longer": ((40,), (70,)),
+    "samples": ((3, 150), (1, 31)),
+    "filter-bank": ((1, 130), (4, 64)),
+    "outer": ((2, 1, 97), (1, 3, 9)),
+}
+
+
+@pytest.mark.parametrize("case", thin(POLYPHASE, keep=("k33", "outer")))
+@pytest.mark.parametrize("op", ["convolve", "correlate"])
+@pytest.mark.parametrize("mode", ["full", "same", "valid"])
+def test_long_1d_kernels(backend: Any, case: str, op: str, mode: str) -> None:
+    shape1, shape2 = POLYPHASE[case]
+    complex_ = case == "k33"
+    a, b = _random(shape1, complex_, 20), _random(shape2, complex_, 21)
+    expected = _batched_reference(op, a, b, mode, (a.ndim - 1,))
+    x, w = backend.asarray(a), backend.asarray(b)
+    got = getattr(signal, op)(x, w, mode=mode, method="direct", axes=-1)
+    _check(backend, got, expected, like=x, dtype=x.dtype, rtol=1e-10)
+
+
 # --------------------------------------------------------------------------- 2-D
 
 

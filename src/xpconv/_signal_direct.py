@@ -17,6 +17,11 @@ place (:func:`_batch_layout`):
 is a padding of ``K - 1 - (K - 1) // 2`` before and ``(K - 1) // 2`` after
 (``correlate2d`` starts at ``K // 2``). The engine pads both sides alike, so
 for an even kernel the one extra value is sliced off.
+
+1-D correlations with kernels of :data:`~xpconv._signal_polyphase.MIN_KERNEL`
+taps or more and no groups take the polyphase form instead
+(:mod:`xpconv._signal_polyphase`): blocks of the signal as channels, so that
+the engine multiplies matrices rather than a matrix and a vector.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from xpconv._signal_polyphase import MIN_KERNEL, polyphase_correlate
 from xpconv.functional import conv
 
 if TYPE_CHECKING:
@@ -75,10 +81,14 @@ def direct_correlate(problem: Problem, xp: Namespace) -> Array:
     # (G*O, 1, *K): the weight's sample axes have size 1.
     w = xp.permute_dims(weight, (*layout.groups, *layout.outputs, *layout.samples, *spatial))
     w = xp.reshape(w, (sizes["groups"] * sizes["outputs"], 1, *problem.kernel_size))
-    padding, offsets = _padding(problem)
-    y = conv(x, w, padding=padding, groups=sizes["groups"])
-    if any(offsets) or problem.mode == "same":  # 'same' with even kernels: one value too many
-        y = y[(..., *(slice(o, o + n) for o, n in zip(offsets, problem.out_size, strict=True)))]
+    if rank == 1 and sizes["groups"] == 1 and problem.kernel_size[0] >= MIN_KERNEL:
+        y = polyphase_correlate(x, w, _pads(problem)[0], xp)
+    else:
+        padding, offsets = _padding(problem)
+        y = conv(x, w, padding=padding, groups=sizes["groups"])
+        if any(offsets) or problem.mode == "same":  # 'same', even kernels: one value too many
+            key = (slice(o, o + n) for o, n in zip(offsets, problem.out_size, strict=True))
+            y = y[(..., *key)]
     # (N, G*O, *out) -> (*samples, *groups, *outputs, *out) -> batch order
     order = (*layout.samples, *layout.groups, *layout.outputs)
     sizes_in_order = [batch2[d] if d in layout.outputs else batch1[d] for d in order]
@@ -87,14 +97,18 @@ def direct_correlate(problem: Problem, xp: Namespace) -> Array:
     return xp.permute_dims(y, (*inverse, *(len(order) + a for a in range(rank))))
 
 
+def _pads(problem: Problem) -> list[tuple[int, int]]:
+    """The zeros before and after the volume along each axis that ``problem.mode`` needs."""
+    if problem.mode == "full":
+        return [(k - 1, k - 1) for k in problem.kernel_size]
+    if problem.mode == "valid":
+        return [(0, 0)] * problem.rank
+    # 'same' keeps the full output from `start` on: k - 1 - start zeros before, start after.
+    return [(k - 1 - s, s) for k, s in zip(problem.kernel_size, problem.same_start, strict=True)]
+
+
 def _padding(problem: Problem) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """The engine's (symmetric) padding and where the wanted output starts in its output."""
-    rank = problem.rank
-    if problem.mode == "full":
-        return tuple(k - 1 for k in problem.kernel_size), (0,) * rank
-    if problem.mode == "valid":
-        return (0,) * rank, (0,) * rank
-    # 'same' needs k - 1 - start zeros before and start after; pad the larger on both sides.
-    before = [k - 1 - s for k, s in zip(problem.kernel_size, problem.same_start, strict=True)]
-    pads = [max(b, s) for b, s in zip(before, problem.same_start, strict=True)]
-    return tuple(pads), tuple(p - b for p, b in zip(pads, before, strict=True))
+    pads = _pads(problem)
+    both = tuple(max(lo, hi) for lo, hi in pads)
+    return both, tuple(p - lo for p, (lo, _) in zip(both, pads, strict=True))

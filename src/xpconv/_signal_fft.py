@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from xpconv._signal_core import Problem
 
-__all__ = ["fft_correlate", "has_fft", "next_fast_len"]
+__all__ = ["fft_correlate", "has_fft", "next_fast_len", "whole_axes"]
 
 Array = Any
 Namespace = Any
@@ -71,8 +71,8 @@ def fft_correlate(problem: Problem, xp: Namespace) -> Array:
     axes = tuple(range(-rank, 0))
     full = tuple(v + k - 1 for v, k in zip(problem.volume_size, problem.kernel_size, strict=True))
     shape = tuple(next_fast_len(n) for n in full)
-    volume = _whole_axes(problem.volume, axes)
-    kernel = _whole_axes(xp.flip(problem.weight, axis=axes), axes)
+    volume = whole_axes(problem.volume, axes)
+    kernel = whole_axes(xp.flip(problem.weight, axis=axes), axes)
     if xp.isdtype(volume.dtype, "complex floating"):
         spectrum = xp.fft.fftn(volume, s=shape, axes=axes) * xp.fft.fftn(kernel, s=shape, axes=axes)
         out = xp.fft.ifftn(spectrum, s=shape, axes=axes)
@@ -104,8 +104,11 @@ def _mode_slices(problem: Problem) -> list[slice]:
     return slices
 
 
-def _whole_axes(x: Array, axes: Sequence[int]) -> Array:
-    """``x`` with each transformed axis in one chunk (Dask's FFT needs that), else ``x``."""
+def whole_axes(x: Array, axes: Sequence[int]) -> Array:
+    """``x`` with each of ``axes`` in one chunk on Dask (its FFT and reshapes need that).
+
+    Other arrays come back unchanged.
+    """
     if compat.is_dask_array(x) and any(len(x.chunks[a]) > 1 for a in axes):
         return x.rechunk({a % x.ndim: -1 for a in axes})
     return x
