@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from xpconv._backend import default_float_dtype, device_of, namespace_of, values_readable
-from xpconv._signal_direct import direct_correlate
-from xpconv._signal_fft import fft_correlate, fft_cost, has_fft
+from xpconv._signal_direct import direct_correlate, direct_time
+from xpconv._signal_fft import fft_correlate, fft_time, has_fft
 
 __all__ = ["MODES", "Problem", "choose_method", "prepare", "solve"]
 
@@ -253,31 +253,24 @@ def _last(a: Array, axes: tuple[int, ...], xp: Namespace) -> Array:
 
 
 def choose_method(problem: Problem, xp: Namespace) -> str:
-    """'direct' or 'fft' for ``problem``, by an estimate of the floating-point operations.
+    """'direct' or 'fft' for ``problem``, whichever an estimate of their run times favours.
 
-    The direct route multiplies every kernel tap with every output value of
-    every batch element: ``2 * batch * prod(out) * prod(kernel)`` operations
-    (four times as many for complex numbers). The FFT route costs
-    :func:`xpconv._signal_fft.fft_cost`. An FFT operation costs
-    ``FFT_WEIGHT`` direct ones: a matrix product runs near the machine's peak,
-    an FFT streams memory; the weight comes from ``benchmarks/signal_bench.py``.
-    Integer inputs whose exact result could exceed float64's 53-bit
-    significand (or whose values cannot be read: Dask, JAX tracers) take the
-    direct route, whose sums of exact products are exact below 2**53.
-    Namespaces without the ``fft`` extension always take the direct route.
+    Each route estimates its own time from the shapes
+    (:func:`xpconv._signal_direct.direct_time`,
+    :func:`xpconv._signal_fft.fft_time`): operation counts weighted by what
+    one operation of that kind costs on a CPU (matrix products, im2col's
+    memory-bound matrix-vector products, FFTs), measured with
+    ``benchmarks/signal_bench.py``. Integer inputs whose exact result could
+    exceed float64's 53-bit significand (or whose values cannot be read:
+    Dask, JAX tracers) take the direct route, whose sums of exact products
+    are exact below 2**53 (SciPy's rule). Namespaces without the ``fft``
+    extension always take the direct route.
     """
     if not has_fft(xp):
         return "direct"
     if xp.isdtype(problem.dtype, "integral") and not _fft_exact(problem, xp):
         return "direct"
-    direct = 2.0 * problem.batch * math.prod(problem.out_size) * math.prod(problem.kernel_size)
-    if problem.complex:
-        direct *= 4.0
-    return "fft" if FFT_WEIGHT * fft_cost(problem) < direct else "direct"
-
-
-#: What one FFT operation costs in direct (matrix product) operations.
-FFT_WEIGHT = 8.0
+    return "fft" if fft_time(problem) < direct_time(problem) else "direct"
 
 
 def _fft_exact(problem: Problem, xp: Namespace) -> bool:

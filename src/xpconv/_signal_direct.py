@@ -29,13 +29,13 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from xpconv._signal_polyphase import MIN_KERNEL, polyphase_correlate
+from xpconv._signal_polyphase import MIN_KERNEL, block_size, polyphase_correlate
 from xpconv.functional import conv
 
 if TYPE_CHECKING:
     from xpconv._signal_core import Problem
 
-__all__ = ["direct_correlate"]
+__all__ = ["direct_correlate", "direct_time"]
 
 Array = Any
 Namespace = Any
@@ -81,7 +81,7 @@ def direct_correlate(problem: Problem, xp: Namespace) -> Array:
     # (G*O, 1, *K): the weight's sample axes have size 1.
     w = xp.permute_dims(weight, (*layout.groups, *layout.outputs, *layout.samples, *spatial))
     w = xp.reshape(w, (sizes["groups"] * sizes["outputs"], 1, *problem.kernel_size))
-    if rank == 1 and sizes["groups"] == 1 and problem.kernel_size[0] >= MIN_KERNEL:
+    if _polyphase(problem, sizes["groups"]):
         y = polyphase_correlate(x, w, _pads(problem)[0], xp)
     else:
         padding, offsets = _padding(problem)
@@ -112,3 +112,36 @@ def _padding(problem: Problem) -> tuple[tuple[int, ...], tuple[int, ...]]:
     pads = _pads(problem)
     both = tuple(max(lo, hi) for lo, hi in pads)
     return both, tuple(p - lo for p, (lo, _) in zip(both, pads, strict=True))
+
+
+def _polyphase(problem: Problem, groups: int) -> bool:
+    """1-D, no groups (signal ``i`` with kernel ``i``), a kernel of ``MIN_KERNEL`` taps or more."""
+    return problem.rank == 1 and groups == 1 and problem.kernel_size[0] >= MIN_KERNEL
+
+
+#: Nanoseconds per multiply-add, measured on a 2-core x86 CPU with OpenBLAS
+#: (``benchmarks/signal_bench.py``): the polyphase products run at matrix-product
+#: speed; im2col with one channel is a matrix-vector product on K copies of the
+#: input, bound by memory; each output of the polyphase form also costs a copy.
+NS_PER_GEMM_MAC = 0.1
+NS_PER_IM2COL_MAC = 2.0
+NS_PER_POLYPHASE_OUTPUT = 2.0
+
+
+def direct_time(problem: Problem) -> float:
+    """Estimated nanoseconds of :func:`direct_correlate` for ``problem``.
+
+    ``prod(kernel)`` multiply-adds per output value (``B*M`` in the
+    polyphase form), four real ones for a complex one.
+    """
+    outputs = problem.batch * math.prod(problem.out_size)
+    scale = 4.0 if problem.complex else 1.0
+    kernel = math.prod(problem.kernel_size)
+    layout = _batch_layout(
+        tuple(problem.volume.shape[: -problem.rank]), tuple(problem.weight.shape[: -problem.rank])
+    )
+    if _polyphase(problem, 2 if layout.groups else 1):
+        b = block_size(kernel)
+        taps = 1 + -(-(kernel - 1) // b)
+        return outputs * (scale * NS_PER_GEMM_MAC * b * taps + NS_PER_POLYPHASE_OUTPUT)
+    return outputs * scale * NS_PER_IM2COL_MAC * kernel

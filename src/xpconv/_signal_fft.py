@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from xpconv._signal_core import Problem
 
-__all__ = ["fft_correlate", "has_fft", "next_fast_len", "whole_axes"]
+__all__ = ["fft_correlate", "fft_time", "has_fft", "next_fast_len", "whole_axes"]
 
 Array = Any
 Namespace = Any
@@ -114,15 +114,22 @@ def whole_axes(x: Array, axes: Sequence[int]) -> Array:
     return x
 
 
-def fft_cost(problem: Problem) -> float:
-    """Floating-point operations of the FFT route, about ``5/2 N log2 N`` per transform.
+#: Nanoseconds per FFT operation (``5/2 N log2 N`` per complex transform of size
+#: ``N``): 0.2 to 0.7 measured on a 2-core x86 CPU with NumPy's pocketfft, more for
+#: sizes that leave the cache (``benchmarks/signal_bench.py``).
+NS_PER_FFT_OP = 0.4
 
-    Three transforms of the padded size ``N`` (two forward, one inverse),
-    one per batch element of each operand and of the result; real inputs
-    cost about half (``rfftn``).
+
+def fft_time(problem: Problem) -> float:
+    """Estimated nanoseconds of the FFT route: three transforms per batch element.
+
+    A forward transform of each operand (once per batch element of that
+    operand) and an inverse one per batch element of the result, each about
+    ``5/2 N log2 N`` operations for the padded size ``N``; real inputs cost
+    about half (``rfftn``).
     """
     full = (v + k - 1 for v, k in zip(problem.volume_size, problem.kernel_size, strict=True))
     n = math.prod(next_fast_len(s) for s in full)
     transforms = problem.volume_batch + problem.weight_batch + problem.batch
     real = 1.0 if problem.complex else 0.5
-    return real * 2.5 * transforms * n * max(math.log2(n), 1.0)
+    return NS_PER_FFT_OP * real * 2.5 * transforms * n * max(math.log2(n), 1.0)
