@@ -49,6 +49,7 @@ __all__ = [
     "contiguous",
     "default_float_dtype",
     "device_of",
+    "fft_in_double",
     "gpu_available",
     "host_workers",
     "is_mutable",
@@ -588,6 +589,17 @@ def quiet_float_errors(x: Array) -> Any:
     if _is("numpy", x) or type(x).__module__.startswith("array_api_strict"):
         return _numpy().errstate(all="ignore")  # array-api-strict computes with NumPy
     return contextlib.nullcontext()
+
+
+def fft_in_double(x: Array) -> bool:
+    """Whether single-precision FFTs of ``x`` run faster in double precision.
+
+    NumPy 2's pocketfft computes float32/complex64 transforms along several
+    axes (or over a batch) three to five times slower than float64 ones
+    (``benchmarks/signal_bench.py``); array-api-strict computes with NumPy.
+    Other libraries (torch, JAX, CuPy) keep single precision fast.
+    """
+    return _is("numpy", x) or type(x).__module__.startswith("array_api_strict")
 
 
 def all_finite(x: Array) -> bool | None:

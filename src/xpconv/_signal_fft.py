@@ -7,7 +7,9 @@ axes so that the circular convolution the DFT computes does not wrap. The
 padded size is rounded up to a 5-smooth number (:func:`next_fast_len`),
 where every FFT library is fastest. Real inputs take ``rfftn``/``irfftn``
 (half the work, and a real result); complex inputs ``fftn``/``ifftn``. The
-batch axes broadcast in the product of the spectra.
+batch axes broadcast in the product of the spectra. Single precision is
+transformed in double precision where that is faster (NumPy:
+:func:`xpconv._backend.fft_in_double`) and the result narrowed back.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import array_api_compat as compat
+
+from xpconv._backend import fft_in_double
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -73,6 +77,9 @@ def fft_correlate(problem: Problem, xp: Namespace) -> Array:
     shape = tuple(next_fast_len(n) for n in full)
     volume = whole_axes(problem.volume, axes)
     kernel = whole_axes(xp.flip(problem.weight, axis=axes), axes)
+    if fft_in_double(volume) and xp.finfo(volume.dtype).bits == 32:
+        wide = xp.complex128 if problem.complex else xp.float64  # the caller narrows back
+        volume, kernel = xp.astype(volume, wide), xp.astype(kernel, wide)
     if xp.isdtype(volume.dtype, "complex floating"):
         spectrum = xp.fft.fftn(volume, s=shape, axes=axes) * xp.fft.fftn(kernel, s=shape, axes=axes)
         out = xp.fft.ifftn(spectrum, s=shape, axes=axes)
