@@ -192,14 +192,18 @@ def choose_conv_method(
     """The method ``method='auto'`` takes for these inputs: 'direct' or 'fft'.
 
     Like ``scipy.signal.choose_conv_method`` (without its ``measure``
-    option), from the shapes alone: the direct method costs about
-    ``2 * prod(out) * prod(kernel)`` floating-point operations per batch
-    element, the FFT method about ``5/2 * N * log2(N)`` per transform of the
-    padded size ``N`` (half that for real inputs), three transforms per
-    batch element; an FFT operation is weighted as several matrix-product
-    operations, which run closer to the machine's peak. Libraries without
-    the array API ``fft`` extension always get 'direct', and so do integer
-    inputs whose exact result the FFT could not round back (SciPy's rule).
+    option), from the shapes alone, each method's time is estimated: the
+    direct method does ``prod(kernel)`` multiply-adds per output value and
+    batch element (about ``K + 64`` in the polyphase form of 1-D kernels),
+    the FFT method about ``5/2 * N * log2(N)`` operations per transform of
+    the padded size ``N`` (half that for real inputs), three transforms per
+    batch element; each kind of operation is weighted by what it cost on a
+    CPU (im2col's one-channel products are bound by memory, the polyphase
+    products and the FFTs are not). The FFT must win by a margin (0.1 ms),
+    as in SciPy: small inputs keep the exact sums.
+    Libraries without the array API ``fft`` extension always get 'direct',
+    and so do integer inputs whose exact result the FFT could not round back
+    (SciPy's rule).
 
     Parameters
     ----------
@@ -288,9 +292,9 @@ def convolve2d(
     >>> from xpconv import signal
     >>> image = np.arange(9.0).reshape(3, 3)
     >>> signal.convolve2d(image, np.ones((2, 2)), mode="same", boundary="wrap")
-    array([[ 8., 10., 12.],
-           [14., 16., 18.],
-           [20., 22., 24.]])
+    array([[16., 14., 18.],
+           [10.,  8., 12.],
+           [22., 20., 24.]])
     """
     return _solve2d(in1, in2, "convolve", mode, boundary, fillvalue, method)
 
