@@ -55,24 +55,27 @@ def polyphase_correlate(x: Array, w: Array, pads: tuple[int, int], xp: Namespace
     out = length + pads[0] + pads[1] - kernel + 1
     rows = -(-out // b)
     device = device_of(x=x)
-    # Each sample's rows, one after the other, then M - 1 rows of zeros: every
-    # product below is one 2-D matrix product over all samples (rows that
-    # straddle two samples are computed and dropped, M - 1 per sample).
+    # Each sample's rows, one after the other: every product below is one 2-D
+    # matrix product over all samples (the M - 1 rows between two samples
+    # straddle both; they are computed and dropped). One sample needs no rows
+    # past its last output row; several get M - 1 rows of zeros at the end, so
+    # that the products split into whole spans.
     span = rows + taps - 1
     after = span * b - pads[0] - length
     zeros = [xp.zeros((n, p), dtype=x.dtype, device=device) for p in (pads[0], after)]
     parts = [zeros[0], xp.reshape(x, (n, length)), zeros[1]]
     signal = xp.reshape(xp.concat(parts, axis=-1), (n * span * b,))
-    tail = xp.zeros(((taps - 1) * b,), dtype=x.dtype, device=device)
-    blocks = xp.reshape(xp.concat([signal, tail]), (n * span + taps - 1, b))
+    if n > 1:
+        tail = xp.zeros(((taps - 1) * b,), dtype=x.dtype, device=device)
+        signal = xp.concat([signal, tail])
+    blocks = xp.reshape(signal, (-1, b))
     weight = _toeplitz_blocks(w, b, taps, xp)  # (M, B, O*B)
-    total = n * span
-    y = xp.matmul(blocks[:total, :], weight[0, ...])  # (N*span, O*B)
+    total = rows if n == 1 else n * span
+    y = xp.matmul(blocks[:total, :], weight[0, ...])  # (total, O*B)
     for m in range(1, taps):
-        y = add_into(
-            y, (slice(None), slice(None)), xp.matmul(blocks[m : m + total, :], weight[m, ...])
-        )
-    y = xp.reshape(y, (n, span, outputs, b))[:, :rows, ...]
+        product = xp.matmul(blocks[m : m + total, :], weight[m, ...])
+        y = add_into(y, (slice(None), slice(None)), product)
+    y = xp.reshape(y, (n, total // n, outputs, b))[:, :rows, ...]
     y = xp.permute_dims(y, (0, 2, 1, 3))
     return xp.reshape(y, (n, outputs, rows * b))[..., :out]
 
