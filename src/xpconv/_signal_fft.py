@@ -7,9 +7,11 @@ axes so that the circular convolution the DFT computes does not wrap. The
 padded size is rounded up to a 5-smooth number (:func:`next_fast_len`),
 where every FFT library is fastest. Real inputs take ``rfftn``/``irfftn``
 (half the work, and a real result); complex inputs ``fftn``/``ifftn``. The
-batch axes broadcast in the product of the spectra. Single precision is
-transformed in double precision where that is faster (NumPy:
-:func:`xpconv._backend.fft_in_double`) and the result narrowed back.
+batch axes broadcast in the product of the spectra. NumPy arrays go
+through ``scipy.fft`` where SciPy is installed
+(:func:`xpconv._backend.fft_module`: faster in single precision); without
+it, single precision is transformed in double precision where that is
+faster (:func:`xpconv._backend.fft_in_double`) and narrowed back.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import array_api_compat as compat
 
-from xpconv._backend import fft_in_double
+from xpconv._backend import fft_in_double, fft_module
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -80,14 +82,13 @@ def fft_correlate(problem: Problem, xp: Namespace) -> Array:
     if fft_in_double(volume) and xp.finfo(volume.dtype).bits == 32:
         wide = xp.complex128 if problem.complex else xp.float64  # the caller narrows back
         volume, kernel = xp.astype(volume, wide), xp.astype(kernel, wide)
+    fft = fft_module(volume, xp)
     if xp.isdtype(volume.dtype, "complex floating"):
-        spectrum = xp.fft.fftn(volume, s=shape, axes=axes) * xp.fft.fftn(kernel, s=shape, axes=axes)
-        out = xp.fft.ifftn(spectrum, s=shape, axes=axes)
+        spectrum = fft.fftn(volume, s=shape, axes=axes) * fft.fftn(kernel, s=shape, axes=axes)
+        out = fft.ifftn(spectrum, s=shape, axes=axes)
     else:
-        spectrum = xp.fft.rfftn(volume, s=shape, axes=axes) * xp.fft.rfftn(
-            kernel, s=shape, axes=axes
-        )
-        out = xp.fft.irfftn(spectrum, s=shape, axes=axes)
+        spectrum = fft.rfftn(volume, s=shape, axes=axes) * fft.rfftn(kernel, s=shape, axes=axes)
+        out = fft.irfftn(spectrum, s=shape, axes=axes)
     return out[(..., *_mode_slices(problem))]
 
 
