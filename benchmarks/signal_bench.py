@@ -25,6 +25,7 @@ noisy; compare ratios from the same run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt_
 import json
 import os
@@ -119,9 +120,17 @@ def _meta(threads: int) -> dict[str, Any]:
         {k: p.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
         for p in threadpoolctl.threadpool_info()
     ]
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ]
+        cpu = names[0] if names else cpu
     return {
         "date": dt_.datetime.now(dt_.UTC).isoformat(timespec="seconds"),
-        "machine": platform.machine(),
+        "cpu": cpu,
         "cpu_count": os.cpu_count(),
         "python": sys.version.split()[0],
         "numpy": np.__version__,
@@ -146,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown cases {unknown}; choose from {', '.join(CASES)}")
     dtypes = [args.dtype] if args.dtype else list(DTYPES)
-    rows = []
+    rows: list[dict[str, Any]] = []
     header = f"{'case':18s} {'method':6s} {'dtype':8s} {'scipy ms':>10s} {'xpconv ms':>10s} ratio"
     print(header + "  auto")
     with threadpoolctl.threadpool_limits(limits=args.threads), xpconv.thread_limit(args.threads):
@@ -158,9 +167,10 @@ def main(argv: list[str] | None = None) -> int:
                     f"{name:18s} {row['method']:6s} {dtype:8s} {row['scipy_ms']:10.3f} "
                     f"{row['xpconv_ms']:10.3f} {row['ratio']:5.2f}  {row['auto_picks']}"
                 )
+        meta = _meta(args.threads)  # inside the limits: the thread counts used
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        out = {"meta": _meta(args.threads), "results": rows}
+        out = {"meta": meta, "results": rows}
         args.json.write_text(json.dumps(out, indent=1) + "\n")
         print(f"wrote {args.json}")
     return 0
