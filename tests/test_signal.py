@@ -209,6 +209,16 @@ def test_long_1d_kernels(backend: Any, case: str, op: str, mode: str) -> None:
     _check(backend, got, expected, like=x, dtype=x.dtype, rtol=1e-10)
 
 
+@pytest.mark.parametrize("method", ["direct", "fft"])
+@pytest.mark.parametrize("kernel", [3, 9])
+def test_empty_batch(backend: Any, method: str, kernel: int) -> None:
+    """No signals in the batch: an empty result of the right shape, not an error."""
+    x, w = backend.asarray(np.ones((0, 5))), backend.asarray(np.ones((1, kernel)))
+    got = signal.convolve(x, w, axes=-1, method=method)
+    assert tuple(got.shape) == (0, 4 + kernel)
+    assert got.dtype == x.dtype
+
+
 # --------------------------------------------------------------------------- 2-D
 
 

@@ -73,7 +73,7 @@ class Problem:
     @property
     def batch_shape(self) -> tuple[int, ...]:
         b1, b2 = self.volume.shape[: -self.rank], self.weight.shape[: -self.rank]
-        return tuple(max(m, n) for m, n in zip(b1, b2, strict=True))
+        return tuple(n if m == 1 else m for m, n in zip(b1, b2, strict=True))  # broadcast
 
     @property
     def volume_batch(self) -> int:
@@ -292,6 +292,10 @@ def _fft_exact(problem: Problem, xp: Namespace) -> bool:
 
 def solve(problem: Problem, method: str, xp: Namespace) -> Array:
     """Compute ``problem`` by ``method`` and put the axes back where the caller had them."""
+    if problem.batch == 0:  # no signals in the batch: nothing to compute (FFT libraries refuse)
+        shape = (*problem.batch_shape, *problem.out_size)
+        out = xp.zeros(shape, dtype=problem.volume.dtype, device=device_of(v=problem.volume))
+        return _restore(xp.astype(out, problem.dtype), problem.axes, xp)
     if method == "auto":
         method = choose_method(problem, xp)
     if method == "fft":
