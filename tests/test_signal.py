@@ -294,6 +294,21 @@ def test_large_integers_go_direct(backend: Any) -> None:
     assert signal.choose_conv_method(small, small) == ("direct" if unreadable else "fft")
 
 
+def test_numpy_fft_fast_path_matches_the_extension() -> None:
+    """NumPy arrays go through scipy.fft: same values and dtypes as the array API fft."""
+    import array_api_compat.numpy as xnp
+
+    from xpconv._backend import fft_module
+
+    assert fft_module(np.ones(3), xnp) is scipy_fft
+    for dtype in ("float32", "float64"):
+        a = _random((6, 10), False, 30).astype(dtype)
+        fast = fft_module(a, xnp).rfftn(a, s=(8, 12), axes=(0, 1))
+        generic = xnp.fft.rfftn(a, s=(8, 12), axes=(0, 1))
+        assert fast.dtype == generic.dtype
+        np.testing.assert_allclose(fast, generic, rtol=1e-5 if dtype == "float32" else 1e-12)
+
+
 def test_next_fast_len_is_scipys() -> None:
     targets = [*range(1, 2000), 2**15 + 1, 2**20 - 3, 10**7 + 19, 3**13 + 1]
     for n in targets:

@@ -17,7 +17,8 @@ conjugate of ``correlate(in2, in1)``.
 
 The direct route (:mod:`xpconv._signal_direct`) computes ``corr`` with the
 im2col engine; the FFT route (:mod:`xpconv._signal_fft`) with the array API
-``fft`` extension; :func:`choose_method` picks one by an operation count.
+``fft`` extension; :func:`choose_method` picks the one with the smaller
+estimated time.
 """
 
 from __future__ import annotations
