@@ -445,3 +445,49 @@ def test_hypothesis_shapes(backend: Any) -> None:
         _check(backend, got, expected, like=x, dtype=x.dtype, rtol=RTOL[problem["method"]])
 
     run()
+
+
+@st.composite
+def _problems_2d(draw: Any) -> dict[str, Any]:
+    shape1 = (draw(st.integers(1, 6)), draw(st.integers(1, 6)))
+    shape2 = (draw(st.integers(1, 7)), draw(st.integers(1, 7)))
+    mode = draw(st.sampled_from(["full", "same", "valid"]))
+    if mode == "valid" and not (
+        all(m >= n for m, n in zip(shape1, shape2, strict=True))
+        or all(m <= n for m, n in zip(shape1, shape2, strict=True))
+    ):
+        shape2 = tuple(min(m, n) for m, n in zip(shape1, shape2, strict=True))
+    return {
+        "shapes": (shape1, shape2),
+        "mode": mode,
+        "op": draw(st.sampled_from(["convolve2d", "correlate2d"])),
+        "boundary": draw(st.sampled_from(["fill", "wrap", "symm"])),
+        "fillvalue": draw(st.sampled_from([0.0, -2.5])),
+        "method": draw(st.sampled_from(["direct", "fft"])),
+        "complex": draw(st.booleans()),
+        "seed": draw(st.integers(0, 2**16)),
+    }
+
+
+def test_hypothesis_2d_boundaries(backend: Any) -> None:
+    """Kernels larger than the image too: 'wrap' and 'symm' repeat their pattern."""
+
+    @settings(
+        max_examples=_examples(backend),
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(problem=_problems_2d())
+    def run(problem: dict[str, Any]) -> None:
+        (shape1, shape2), op = problem["shapes"], problem["op"]
+        a = _random(shape1, problem["complex"], problem["seed"])
+        b = _random(shape2, problem["complex"], problem["seed"] + 1)
+        args = (problem["mode"], problem["boundary"], problem["fillvalue"])
+        expected = getattr(scipy_signal, op)(a, b, *args)
+        x, w = backend.asarray(a), backend.asarray(b)
+        got = getattr(signal, op)(x, w, *args, method=problem["method"])
+        _check(backend, got, expected, like=x, dtype=x.dtype, rtol=RTOL[problem["method"]])
+
+    run()
