@@ -184,6 +184,19 @@ def _check_dense(name: str, a: Array) -> None:
             raise TypeError(msg)
 
 
+def native_correlate1d(x: Array, w: Array) -> Array | None:
+    """The full 1-D correlation ``sum_n x[n + k] * w[n]`` by the library's own loop, or None.
+
+    NumPy's ``correlate`` (what ``scipy.signal`` takes for 1-D direct
+    convolutions) outruns any formulation of array operations on one short
+    signal; other libraries get None and take xpconv's engine.
+    """
+    if not (_is("numpy", x) and _is("numpy", w)):
+        return None
+    np = _numpy()
+    return np.correlate(x, np.conj(w), mode="full")  # numpy conjugates its second argument
+
+
 def native_byte_order(a: Array) -> Array:
     """``a`` itself, or a NumPy array in the other byte order copied to the native one."""
     if _is("numpy", a) and not a.dtype.isnative:

@@ -18,7 +18,11 @@ is a padding of ``K - 1 - (K - 1) // 2`` before and ``(K - 1) // 2`` after
 (``correlate2d`` starts at ``K // 2``). The engine pads both sides alike, so
 for an even kernel the one extra value is sliced off.
 
-1-D correlations with kernels of :data:`~xpconv._signal_polyphase.MIN_KERNEL`
+One NumPy signal with one NumPy kernel (1-D, no batch axes) takes NumPy's
+own ``correlate`` loop (:func:`xpconv._backend.native_correlate1d`), as
+``scipy.signal`` does, except in float32 with a long kernel, where the
+polyphase products below are faster.
+Other 1-D correlations with kernels of :data:`~xpconv._signal_polyphase.MIN_KERNEL`
 taps or more and no groups take the polyphase form instead
 (:mod:`xpconv._signal_polyphase`): blocks of the signal as channels, so that
 the engine multiplies matrices rather than a matrix and a vector.
@@ -29,6 +33,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from xpconv._backend import native_correlate1d
 from xpconv._signal_polyphase import MIN_KERNEL, block_size, polyphase_correlate
 from xpconv.functional import conv
 
@@ -68,6 +73,9 @@ def direct_correlate(problem: Problem, xp: Namespace) -> Array:
     """
     rank = problem.rank
     volume, weight = problem.volume, problem.weight
+    if _native_first(problem) and (full := native_correlate1d(volume, weight)) is not None:
+        start = problem.kernel_size[0] - 1 - _pads(problem)[0][0]
+        return full[start : start + problem.out_size[0]]
     batch1, batch2 = tuple(volume.shape[:-rank]), tuple(weight.shape[:-rank])
     layout = _batch_layout(batch1, batch2)
     spatial = tuple(range(len(batch1), len(batch1) + rank))
@@ -112,6 +120,19 @@ def _padding(problem: Problem) -> tuple[tuple[int, ...], tuple[int, ...]]:
     pads = _pads(problem)
     both = tuple(max(lo, hi) for lo, hi in pads)
     return both, tuple(p - lo for p, (lo, _) in zip(both, pads, strict=True))
+
+
+def _native_first(problem: Problem) -> bool:
+    """One signal and one kernel, where the library's own loop (if any) is the fastest.
+
+    In float32 the polyphase products beat NumPy's loop from 8 taps on; in
+    float64 and complex they do not (``benchmarks/signal_bench.py``).
+    """
+    volume, weight = problem.volume, problem.weight
+    if not volume.ndim == weight.ndim == 1:
+        return False
+    single = str(volume.dtype) == "float32"
+    return not (single and problem.kernel_size[0] >= MIN_KERNEL)
 
 
 def _polyphase(problem: Problem, groups: int) -> bool:
