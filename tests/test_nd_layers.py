@@ -329,9 +329,9 @@ CONSTRUCTOR_ERRORS = [
     (
         "Conv3d",
         (2, 4, 3),
-        {"padding": "full"},
+        {"padding": "circular"},
         ValueError,
-        r"padding must be an int, a tuple of 3 ints, 'same' or 'valid', got 'full'",
+        r"padding must be an int, a tuple of 3 ints, 'same', 'valid' or 'full', got 'circular'",
     ),
     (
         "Conv1d",

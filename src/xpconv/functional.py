@@ -40,6 +40,7 @@ from xpconv._geometry import (
     window_geometry,
 )
 from xpconv._im2col import col2im, im2col
+from xpconv._padding import check_mode, explicit_padding, pad_adjoint, zeros_only
 
 __all__ = [
     "Conv2dGradients",
@@ -212,15 +213,18 @@ def _conv(
     bias: Array | None,
     rank: int | None,
     xp: Any,
+    padding_mode: str,
     **conv_args: Any,
 ) -> Array:
     op = _op_name("conv", rank)
+    mode = check_mode(padding_mode)
     xp, (x, weight, bias), dtype = _check_arrays(xp, x=x, weight=weight, bias=bias)
     rank = _kernel_rank(weight, op, rank)
     xb, unbatched = _batched(x, rank, xp, op)
     geom = conv_geometry(tuple(xb.shape), tuple(weight.shape), **conv_args)
     _check_channels(geom, op)
     _check_bias(bias, geom.out_channels)
+    xb, geom = explicit_padding(xb, geom, mode, xp)
     _engine.check_fits(geom.output_shape, itemsize(x.dtype, xp), x, f"{op}'s output")
     with quiet_float_errors(xb):
         y = _engine.forward(xb, weight, bias, _engine.plan(geom, xb, xp), xp)
@@ -237,6 +241,7 @@ def conv(
     padding: PaddingArg = 0,
     dilation: SizeArg = 1,
     groups: int = 1,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> Array:
     """Convolution (cross-correlation) over any number of spatial dimensions.
@@ -300,7 +305,16 @@ def conv(
     16.0
     """
     return _conv(
-        x, weight, bias, None, xp, stride=stride, padding=padding, dilation=dilation, groups=groups
+        x,
+        weight,
+        bias,
+        None,
+        xp,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        padding_mode=padding_mode,
     )
 
 
@@ -314,6 +328,7 @@ def conv1d(
     padding: PaddingArg = 0,
     dilation: SizeArg = 1,
     groups: int = 1,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> Array:
     """1-D convolution, like ``torch.nn.functional.conv1d``: :func:`conv` for signals.
@@ -329,7 +344,16 @@ def conv1d(
     array([[[3., 9.]]])
     """
     return _conv(
-        x, weight, bias, 1, xp, stride=stride, padding=padding, dilation=dilation, groups=groups
+        x,
+        weight,
+        bias,
+        1,
+        xp,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        padding_mode=padding_mode,
     )
 
 
@@ -343,6 +367,7 @@ def conv2d(
     padding: PaddingArg = 0,
     dilation: SizeArg = 1,
     groups: int = 1,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> Array:
     """2-D convolution, like ``torch.nn.functional.conv2d``: :func:`conv` for images.
@@ -361,7 +386,16 @@ def conv2d(
            [42., 50.]])
     """
     return _conv(
-        x, weight, bias, 2, xp, stride=stride, padding=padding, dilation=dilation, groups=groups
+        x,
+        weight,
+        bias,
+        2,
+        xp,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        padding_mode=padding_mode,
     )
 
 
@@ -375,6 +409,7 @@ def conv3d(
     padding: PaddingArg = 0,
     dilation: SizeArg = 1,
     groups: int = 1,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> Array:
     """3-D convolution, like ``torch.nn.functional.conv3d``: :func:`conv` for volumes.
@@ -391,7 +426,16 @@ def conv3d(
     ((2, 4, 8, 8, 8), 81.0)
     """
     return _conv(
-        x, weight, bias, 3, xp, stride=stride, padding=padding, dilation=dilation, groups=groups
+        x,
+        weight,
+        bias,
+        3,
+        xp,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        padding_mode=padding_mode,
     )
 
 
@@ -405,9 +449,11 @@ def _conv_backward(
     rank: int | None,
     bias: bool,
     xp: Any,
+    padding_mode: str,
     **conv_args: Any,
 ) -> ConvGradients:
     op = _op_name("conv", rank)
+    mode = check_mode(padding_mode)
     xp, (grad_output, x, weight), dtype = _check_arrays(
         xp, grad_output=grad_output, x=x, weight=weight
     )
@@ -427,6 +473,10 @@ def _conv_backward(
             f"got {tuple(grad_output.shape)}"
         )
         raise ValueError(msg)
+    # A padding mode: the engine sees the padded input with padding 0 and
+    # its input gradient is folded back by the adjoint of the padding.
+    pads = geom.pad
+    xb, geom = explicit_padding(xb, geom, mode, xp)
     route = _engine.plan(geom, xb, xp)
     with quiet_float_errors(xb):
         # The weight gradient first: its columns (with a row of ones for the
@@ -435,6 +485,8 @@ def _conv_backward(
         # convention): the passes are bilinear, so x and W enter conjugated.
         grad_w, grad_b = _engine.weight_grad(gy, _conj(xb, xp), route, xp, bias=bias)
         grad_x = _engine.input_grad(gy, _conj(weight, xp), route, xp)
+        if mode != "zeros":
+            grad_x = pad_adjoint(grad_x, pads, mode, xp)
     grads = (grad_x[0, ...] if unbatched else grad_x, grad_w, grad_b)
     return ConvGradients(*(_narrow(g, dtype, xp) for g in grads))
 
@@ -450,6 +502,7 @@ def conv_backward(
     dilation: SizeArg = 1,
     groups: int = 1,
     bias: bool = True,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> ConvGradients:
     """Gradients of :func:`conv` with respect to its input, weight and bias, any rank.
@@ -511,6 +564,7 @@ def conv_backward(
         padding=padding,
         dilation=dilation,
         groups=groups,
+        padding_mode=padding_mode,
     )
 
 
@@ -525,6 +579,7 @@ def conv1d_backward(
     dilation: SizeArg = 1,
     groups: int = 1,
     bias: bool = True,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> ConvGradients:
     """Gradients of :func:`conv1d`: :func:`conv_backward` with the rank checked.
@@ -548,6 +603,7 @@ def conv1d_backward(
         padding=padding,
         dilation=dilation,
         groups=groups,
+        padding_mode=padding_mode,
     )
 
 
@@ -562,6 +618,7 @@ def conv2d_backward(
     dilation: SizeArg = 1,
     groups: int = 1,
     bias: bool = True,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> ConvGradients:
     """Gradients of :func:`conv2d`: :func:`conv_backward` with the rank checked.
@@ -589,6 +646,7 @@ def conv2d_backward(
         padding=padding,
         dilation=dilation,
         groups=groups,
+        padding_mode=padding_mode,
     )
 
 
@@ -603,6 +661,7 @@ def conv3d_backward(
     dilation: SizeArg = 1,
     groups: int = 1,
     bias: bool = True,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> ConvGradients:
     """Gradients of :func:`conv3d`: :func:`conv_backward` with the rank checked.
@@ -627,6 +686,7 @@ def conv3d_backward(
         padding=padding,
         dilation=dilation,
         groups=groups,
+        padding_mode=padding_mode,
     )
 
 
@@ -639,9 +699,11 @@ def _conv_transpose(
     bias: Array | None,
     rank: int | None,
     xp: Any,
+    padding_mode: str,
     **conv_args: Any,
 ) -> Array:
     op = _op_name("conv_transpose", rank)
+    zeros_only(padding_mode, op)
     xp, (x, weight, bias), dtype = _check_arrays(xp, x=x, weight=weight, bias=bias)
     rank = _kernel_rank(weight, op, rank, transposed=True)
     xb, unbatched = _batched(x, rank, xp, op)
@@ -711,6 +773,7 @@ def conv_transpose(
     output_padding: SizeArg = 0,
     dilation: SizeArg = 1,
     groups: int = 1,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> Array:
     return _conv_transpose(
@@ -724,6 +787,7 @@ def conv_transpose(
         output_padding=output_padding,
         dilation=dilation,
         groups=groups,
+        padding_mode=padding_mode,
     )
 
 
@@ -738,6 +802,7 @@ def conv_transpose1d(
     output_padding: SizeArg = 0,
     dilation: SizeArg = 1,
     groups: int = 1,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> Array:
     return _conv_transpose(
@@ -751,6 +816,7 @@ def conv_transpose1d(
         output_padding=output_padding,
         dilation=dilation,
         groups=groups,
+        padding_mode=padding_mode,
     )
 
 
@@ -765,6 +831,7 @@ def conv_transpose2d(
     output_padding: SizeArg = 0,
     dilation: SizeArg = 1,
     groups: int = 1,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> Array:
     return _conv_transpose(
@@ -778,6 +845,7 @@ def conv_transpose2d(
         output_padding=output_padding,
         dilation=dilation,
         groups=groups,
+        padding_mode=padding_mode,
     )
 
 
@@ -792,6 +860,7 @@ def conv_transpose3d(
     output_padding: SizeArg = 0,
     dilation: SizeArg = 1,
     groups: int = 1,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> Array:
     return _conv_transpose(
@@ -805,6 +874,7 @@ def conv_transpose3d(
         output_padding=output_padding,
         dilation=dilation,
         groups=groups,
+        padding_mode=padding_mode,
     )
 
 
@@ -866,6 +936,7 @@ def conv_transpose_backward(
     dilation: SizeArg = 1,
     groups: int = 1,
     bias: bool = True,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> ConvGradients:
     """Gradients of :func:`conv_transpose` (any rank) with respect to its input, weight and bias.
@@ -904,6 +975,7 @@ def conv_transpose_backward(
     (array([[[3., 3.]]]), array([[[2., 2., 2.]]]), array([5.]))
     """
     op = "conv_transpose_backward"
+    zeros_only(padding_mode, op)
     xp, (grad_output, x, weight), dtype = _check_arrays(
         xp, grad_output=grad_output, x=x, weight=weight
     )

@@ -19,6 +19,7 @@ from xpconv._backend import (
     resolve_namespace,
 )
 from xpconv._geometry import PaddingArg, SizeArg, as_tuple, normalize_padding, positive_int
+from xpconv._padding import check_mode, zeros_only
 from xpconv.functional import (
     conv1d,
     conv1d_backward,
@@ -132,7 +133,8 @@ class _Conv:
         return [self.weight] if self.bias is None else [self.weight, self.bias]
 
     def _extra_repr(self) -> str:
-        return ""
+        mode = getattr(self, "padding_mode", "zeros")
+        return "" if mode == "zeros" else f"padding_mode={mode!r}, "
 
     def __repr__(self) -> str:
         return (
@@ -157,11 +159,13 @@ class _ConvNd(_Conv):
         dilation: SizeArg = 1,
         groups: int = 1,
         bias: bool = True,
+        padding_mode: str = "zeros",
         xp: Any = None,
         device: Any = None,
         dtype: Any = None,
         rng: Any = None,
     ) -> None:
+        self.padding_mode = check_mode(padding_mode)
         super().__init__(
             in_channels,
             out_channels,
@@ -184,6 +188,7 @@ class _ConvNd(_Conv):
             "padding": self.padding,
             "dilation": self.dilation,
             "groups": self.groups,
+            "padding_mode": self.padding_mode,
         }
 
     def forward(self, x: Array) -> Array:
@@ -224,11 +229,14 @@ class _ConvTransposeNd(_Conv):
         dilation: SizeArg = 1,
         groups: int = 1,
         bias: bool = True,
+        padding_mode: str = "zeros",
         xp: Any = None,
         device: Any = None,
         dtype: Any = None,
         rng: Any = None,
     ) -> None:
+        zeros_only(padding_mode, type(self).__name__)
+        self.padding_mode = "zeros"
         if isinstance(padding, str):
             name = type(self).__name__
             msg = f"padding must be an int or a tuple of ints for {name}, got {padding!r}"
@@ -295,6 +303,8 @@ _LAYER_DOC = """A {rank}-D {what} layer with explicit backward, like ``torch.nn.
         As for :func:`xpconv.{function}`.
     bias : bool, optional
         Whether the layer has a bias.
+    padding_mode : str, optional
+        {padding_mode}
     xp : namespace, optional
         Array library for the parameters (``numpy``, ``torch``, ``cupy``,
         ``jax.numpy``, ...). NumPy by default.
@@ -352,6 +362,12 @@ def _layer_doc(rank: int, *, transposed: bool, x: tuple[int, ...], y: tuple[int,
         torch=name,
         tuple_words=_TUPLE_WORDS[rank],
         extra="output_padding, " if transposed else "",
+        padding_mode=(
+            "'zeros' only, as in PyTorch (any other mode is a ValueError)."
+            if transposed
+            else "'zeros' (default), 'reflect', 'replicate', 'circular' or 'symmetric':\n"
+            "        how the input is extended by `padding`, as in :func:`xpconv.conv`."
+        ),
         function=f"conv_transpose{rank}d" if transposed else f"conv{rank}d",
         weight_shape=weight,
         fan_in=fan_in,
