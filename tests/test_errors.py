@@ -558,7 +558,7 @@ def test_fold_errors(backend: Any) -> None:
             (2, 4, 3),
             {"dtype": np.int32},
             TypeError,
-            r"dtype must be a real floating dtype, got .*int32",
+            r"dtype must be a real or complex floating dtype, got .*int32",
         ),
         (
             (2, 4, 3),

@@ -147,7 +147,12 @@ def _conv_bwd(
     grad_output: Array,
 ) -> tuple[Array, Array, Array | None]:
     x, weight, bias = residuals
-    return _backward(
+    # JAX's VJP of a complex-linear map A is the transpose A^T c; xpconv's
+    # backward, like torch's, is the adjoint A^H c. A^T c = conj(A^H conj(c)).
+    is_complex = jnp.iscomplexobj(grad_output)
+    if is_complex:
+        grad_output = jnp.conj(grad_output)
+    grads = _backward(
         grad_output,
         x,
         weight,
@@ -158,6 +163,9 @@ def _conv_bwd(
         padding_mode=padding_mode,
         bias=bias is not None,
     )
+    if is_complex:
+        return tuple(None if g is None else jnp.conj(g) for g in grads)  # type: ignore[return-value]
+    return grads
 
 
 _conv.defvjp(_conv_fwd, _conv_bwd)

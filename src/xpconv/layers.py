@@ -88,8 +88,8 @@ class _Conv:
         self.dtype = (
             default_float_dtype(self.xp, device) if dtype is None else resolve_dtype(dtype, self.xp)
         )
-        if not self.xp.isdtype(self.dtype, "real floating"):
-            msg = f"dtype must be a real floating dtype, got {dtype!r}"
+        if not self.xp.isdtype(self.dtype, ("real floating", "complex floating")):
+            msg = f"dtype must be a real or complex floating dtype, got {dtype!r}"
             raise TypeError(msg)
         self._init_parameters(bias, rng)
         self.grad_weight: Array | None = None
@@ -103,8 +103,15 @@ class _Conv:
         channels = (c, o // g) if self.transposed else (o, c // g)
         shape = (*channels, *self.kernel_size)
         bound = 1.0 / math.sqrt(math.prod(shape[1:]))
-        self.weight = self._param(random_uniform(rng, -bound, bound, shape))
-        self.bias = self._param(random_uniform(rng, -bound, bound, (o,))) if bias else None
+        self.weight = self._param(self._uniform(rng, bound, shape))
+        self.bias = self._param(self._uniform(rng, bound, (o,))) if bias else None
+
+    def _uniform(self, rng: Any, bound: float, shape: tuple[int, ...]) -> Any:
+        """U(-bound, bound) samples; for a complex dtype real and imaginary parts each, as torch."""
+        real = random_uniform(rng, -bound, bound, shape)
+        if self.xp.isdtype(self.dtype, "complex floating"):
+            return real + 1j * random_uniform(rng, -bound, bound, shape)
+        return real
 
     def _param(self, values: Any) -> Array:
         try:
@@ -312,7 +319,9 @@ _LAYER_DOC = """A {rank}-D {what} layer with explicit backward, like ``torch.nn.
         Device for the parameters, in the library's own terms.
     dtype : optional
         Parameter dtype; by default the library's default real floating dtype
-        (float64 for NumPy, float32 for torch and JAX).
+        (float64 for NumPy, float32 for torch and JAX). Complex dtypes draw
+        the real and imaginary parts each from the initial distribution, as
+        PyTorch does; half precision (float16, bfloat16) computes in float32.
     rng : int or numpy.random.Generator, optional
         Seed for the initialisation. The same seed gives the same weights on
         every backend.
