@@ -7,9 +7,9 @@ Build (as ``nox -s docs`` does)::
 
 Everything that is derived from code or data is generated here, at every build,
 so that it cannot go stale: the im2col pictures (2-D, 1-D and 3-D), the
-performance tables and plots (from ``benchmarks/results/*.json``), the API
-pages of the optional adapter modules that import here, and the demo picture
-snippet.
+padding-modes picture, the performance tables and plots (from
+``benchmarks/results/*.json``), the API pages of the optional adapter modules
+that import here, and the demo picture snippet.
 """
 
 from __future__ import annotations
@@ -116,7 +116,16 @@ html_context = {"default_mode": "light"}
 # The guide pages have no sub-pages: no empty navigation column beside them.
 html_sidebars = {
     page: []
-    for page in ("index", "getting-started", "how-it-works", "backends", "interop", "performance")
+    for page in (
+        "index",
+        "getting-started",
+        "how-it-works",
+        "backends",
+        "interop",
+        "padding",
+        "signal-processing",
+        "performance",
+    )
 }
 
 
@@ -238,6 +247,7 @@ def generate() -> None:
     figure = _load_script("make_im2col_figure")
     figure.draw(STATIC_GENERATED / "im2col.png")
     _load_script("make_unfold_nd_figures").draw(STATIC_GENERATED)  # unfold-1d.png, unfold-3d.png
+    _load_script("make_padding_figure").draw(STATIC_GENERATED / "padding-modes.png")
 
     perf = _load_script("make_perf_page")
     _write_if_changed(

@@ -262,14 +262,25 @@ def conv(
         Shape (O,). Added to every output position of its channel.
     stride, dilation : int or tuple of D ints, optional
         Step between windows and between kernel taps; positive.
-    padding : int, tuple of D ints, 'valid' or 'same', optional
-        Zeros added on both sides of each spatial axis. ``'same'`` gives an
+    padding : int, tuple of D ints, 'valid', 'same' or 'full', optional
+        Values added on both sides of each spatial axis. ``'same'`` gives an
         output of size ``ceil(size / stride)`` along each axis
-        (TensorFlow/JAX rule, the odd zero at the end), which for stride 1 is
-        PyTorch's ``padding='same'``.
+        (TensorFlow/JAX rule, the odd value at the end), which for stride 1 is
+        PyTorch's ``padding='same'``. ``'full'`` pads ``dilation*(kernel-1)``
+        on each side: every window that overlaps the input (the 'full'
+        convolution of signal processing).
     groups : int, optional
         Split channels into `groups` independent convolutions (``groups == C``
         is a depthwise convolution).
+    padding_mode : {'zeros', 'reflect', 'replicate', 'circular', 'symmetric'}, optional
+        What the padding holds: zeros (the default); the input mirrored
+        without repeating the edge (``'reflect'``, PyTorch's and
+        ``numpy.pad``'s) or with it (``'symmetric'``, ``numpy.pad``'s); the
+        edge value repeated (``'replicate'``); or the input wrapped around
+        (``'circular'``). ``'reflect'`` needs a padding smaller than the
+        input size, ``'symmetric'`` and ``'circular'`` at most the size.
+        :func:`conv_backward` with the same mode folds the gradient of the
+        padding back onto the input.
     xp : namespace, optional
         The array API namespace (or the library module, such as ``torch``);
         inferred from the inputs by default.
@@ -285,7 +296,8 @@ def conv(
     ValueError
         Wrong ranks, a tuple of the wrong length, channel/group mismatch,
         kernel larger than the padded input, non-positive stride or dilation,
-        negative padding, unknown padding string, arrays on different devices.
+        negative padding, unknown padding string or mode, a padding too large
+        for the mode, arrays on different devices.
     TypeError
         Arrays from different libraries, different dtypes, non-floating
         dtypes, non-integer sizes, an `xp` that is not the arrays' namespace.
@@ -303,6 +315,12 @@ def conv(
     (1, 2, 2, 2, 2, 2)
     >>> float(xpconv.conv(x, w)[0, 0, 0, 0, 0, 0])   # 2**4 ones
     16.0
+
+    A padding mode: a 1-tap kernel returns the padded signal.
+
+    >>> signal = np.arange(1.0, 5.0).reshape(1, 1, 4)
+    >>> xpconv.conv(signal, np.ones((1, 1, 1)), padding=2, padding_mode="reflect")
+    array([[[3., 2., 1., 2., 3., 4., 3., 2.]]])
     """
     return _conv(
         x,
@@ -513,8 +531,10 @@ def conv_backward(
         dL/dy, the shape of ``conv(x, weight, ...)``.
     x, weight : array
         The arrays the forward pass was called with.
-    stride, padding, dilation, groups
-        The forward pass's arguments.
+    stride, padding, dilation, groups, padding_mode
+        The forward pass's arguments. With a `padding_mode` other than
+        ``'zeros'``, the gradient of each padded value is added to the input
+        value it was copied from.
     bias : bool, optional
         Whether to compute the bias gradient (``None`` in the result otherwise).
     xp : namespace, optional
@@ -524,7 +544,10 @@ def conv_backward(
     -------
     ConvGradients
         Named tuple ``(input, weight, bias)`` with the shapes of `x`, `weight`
-        and ``(O,)``.
+        and ``(O,)``. For complex arrays these are the adjoints (what
+        PyTorch's autograd returns): ``input = A^H grad_output`` for the
+        linear map ``A`` from the input to the output, and likewise for the
+        weight.
 
     Raises
     ------
@@ -740,6 +763,10 @@ _TRANSPOSE_DOC = """Transposed convolution{what}, as ``torch.nn.functional.conv_
         be smaller than either stride or dilation.
     groups : int, optional
         Number of channel groups.
+    padding_mode : 'zeros', optional
+        Only ``'zeros'``, as in PyTorch: the padding of a transposed
+        convolution removes output values rather than adding input values.
+        Any other mode is a ValueError.
     xp : namespace, optional
         The array API namespace; inferred by default.
 
@@ -952,8 +979,8 @@ def conv_transpose_backward(
         dL/dy, the shape of ``conv_transpose(x, weight, ...)``.
     x, weight : array
         The arrays the forward pass was called with.
-    stride, padding, output_padding, dilation, groups
-        The forward pass's arguments.
+    stride, padding, output_padding, dilation, groups, padding_mode
+        The forward pass's arguments (`padding_mode` is ``'zeros'`` only).
     bias : bool, optional
         Whether to compute the bias gradient (``None`` in the result otherwise).
     xp : namespace, optional
