@@ -3,8 +3,9 @@
 ``python benchmarks/padding_modes.py --json benchmarks/results/padding-modes-cpu.json``
 
 Two tables, each from alternating rounds of blocks (a pause before each
-block, one untimed call, then ``--repeat`` timed calls; the median of the
-round medians), on NumPy arrays:
+block, one untimed call, then ``--repeat`` timed calls), on NumPy arrays.
+Times are the medians over the rounds; each ratio is the median over the
+rounds of the two cases' times within a round:
 
 * padding modes: xpconv's forward + backward (input, weight and bias
   gradients) with ``padding_mode`` reflect, replicate, circular and
@@ -107,12 +108,22 @@ def _torch_case(layer: Layer, arrays: list[np.ndarray], mode: str) -> Callable[[
     return run
 
 
-def _time(cases: dict[str, Callable[[], Any]], rounds: int, repeat: int) -> dict[str, float]:
+def _time(cases: dict[str, Callable[[], Any]], rounds: int, repeat: int) -> dict[str, list[float]]:
+    """Each case's median time in each round (the rounds alternate over the cases)."""
     times: dict[str, list[float]] = {k: [] for k in cases}
     for _ in range(rounds):
         for key, run in cases.items():
             times[key].append(_median_ms(run, repeat))
-    return {k: statistics.median(v) for k, v in times.items()}
+    return times
+
+
+def _ratio(times: dict[str, list[float]], key: str, reference: str) -> float:
+    """The median over rounds of key / reference within each round.
+
+    Pairing the two within a round cancels the slow drifts of a shared machine
+    (other jobs start and stop), which a ratio of overall medians keeps.
+    """
+    return statistics.median(a / b for a, b in zip(times[key], times[reference], strict=True))
 
 
 def _modes_table(names: list[str], dtype: str, rounds: int, repeat: int) -> list[dict[str, Any]]:
@@ -131,29 +142,30 @@ def _modes_table(names: list[str], dtype: str, rounds: int, repeat: int) -> list
             theirs = _torch_case(layer, arrays, mode) if mode in ("zeros", *TORCH_MODES) else None
             if theirs is not None:
                 cases[f"torch-{mode}"] = theirs
-        ms = _time(cases, rounds, repeat)
+        times = _time(cases, rounds, repeat)
         for mode in MODES:
-            ours, ours0 = ms[f"xpconv-{mode}"], ms["xpconv-zeros"]
-            theirs_ms = ms.get(f"torch-{mode}")
-            theirs0 = ms.get("torch-zeros")
-            torch_ratio = None if theirs_ms is None or theirs0 is None else theirs_ms / theirs0
+            ours = statistics.median(times[f"xpconv-{mode}"])
+            ratio = _ratio(times, f"xpconv-{mode}", "xpconv-zeros")
+            has_torch = f"torch-{mode}" in times and "torch-zeros" in times
+            theirs_ms = statistics.median(times[f"torch-{mode}"]) if has_torch else None
+            torch_ratio = _ratio(times, f"torch-{mode}", "torch-zeros") if has_torch else None
             row = {
                 "layer": name,
                 "shape": layer.shape,
                 "dtype": dtype,
                 "mode": mode,
                 "xpconv_ms": round(ours, 2),
-                "xpconv_over_zeros": round(ours / ours0, 3),
+                "xpconv_over_zeros": round(ratio, 3),
                 "torch_ms": None if theirs_ms is None else round(theirs_ms, 2),
                 "torch_over_zeros": None if torch_ratio is None else round(torch_ratio, 3),
             }
             rows.append(row)
             torch_text = (
-                f"{theirs_ms:>9.1f} {torch_ratio:>7.2f}" if torch_ratio is not None else " " * 17
+                f"{theirs_ms:>9.1f} {torch_ratio:>7.2f}"
+                if theirs_ms is not None and torch_ratio is not None
+                else " " * 17
             )
-            print(
-                f"{name:<13} {mode:<10} {ours:>9.1f} {ours / ours0:>7.2f} {torch_text}", flush=True
-            )
+            print(f"{name:<13} {mode:<10} {ours:>9.1f} {ratio:>7.2f} {torch_text}", flush=True)
     return rows
 
 
@@ -167,10 +179,11 @@ def _complex_table(names: list[str], rounds: int, repeat: int) -> list[dict[str,
         arrays = _arrays(layer, "complex128", rng)
         theirs = _torch_case(layer, arrays, "zeros")
         assert theirs is not None
-        ms = _time(
+        times = _time(
             {"xpconv": _xpconv_case(layer, arrays, "zeros"), "torch": theirs}, rounds, repeat
         )
-        ratio = ms["xpconv"] / ms["torch"]
+        ms = {k: statistics.median(v) for k, v in times.items()}
+        ratio = _ratio(times, "xpconv", "torch")
         rows.append(
             {
                 "layer": name,
