@@ -376,6 +376,21 @@ def test_torch_adapter_module_matches_torch() -> None:
     np.testing.assert_allclose(out.detach().numpy(), y, rtol=1e-12)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_torch_adapter_double_backward(mode: str) -> None:
+    """gradcheck and gradgradcheck through the explicit backward and the padding's adjoint."""
+    import xpconv.torch as xtorch
+
+    x = torch.from_numpy(_data((1, 2, 4, 5), 30)).requires_grad_()
+    w = torch.from_numpy(_data((3, 2, 3, 2), 31)).requires_grad_()
+
+    def f(x_: Any, w_: Any) -> Any:
+        return xtorch.conv2d(x_, w_, padding=(2, 1), stride=(2, 1), padding_mode=mode)
+
+    assert torch.autograd.gradcheck(f, (x, w))
+    assert torch.autograd.gradgradcheck(f, (x, w))
+
+
 def test_jax_adapter_gradient() -> None:
     jax = pytest.importorskip("jax")
     import xpconv.jax as xjax
