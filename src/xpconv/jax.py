@@ -217,7 +217,7 @@ def conv(
     x, weight, bias : array
         As for :func:`xpconv.conv`. Anything ``jax.numpy.asarray`` accepts
         (NumPy arrays included) is converted to a JAX array first.
-    stride, padding, dilation, groups
+    stride, padding, dilation, groups, padding_mode
         As for :func:`xpconv.conv`. They are static: Python values, not
         traced arrays.
     xp : namespace, optional
@@ -240,7 +240,9 @@ def conv(
     xpconv's backward, also under ``jax.jit`` and ``jax.vmap``. Forward mode
     (``jax.jvp``, ``jax.jacfwd``) is not available for a ``custom_vjp``
     function; use :func:`xpconv.conv` itself, which JAX differentiates
-    through its array operations, when you need it.
+    through its array operations, when you need it. For complex arrays the
+    VJP follows JAX's convention (the transpose of the linear map, as
+    ``jax.lax.conv_general_dilated`` has it), not torch's (the adjoint).
 
     Examples
     --------
