@@ -248,6 +248,10 @@ def generate() -> None:
     figure.draw(STATIC_GENERATED / "im2col.png")
     _load_script("make_unfold_nd_figures").draw(STATIC_GENERATED)  # unfold-1d.png, unfold-3d.png
     _load_script("make_padding_figure").draw(STATIC_GENERATED / "padding-modes.png")
+    _write_if_changed(
+        GENERATED / "padding_results.md",
+        _load_script("make_padding_results").render(ROOT / "benchmarks" / "results" / "padding"),
+    )
 
     perf = _load_script("make_perf_page")
     _write_if_changed(
