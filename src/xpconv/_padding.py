@@ -28,7 +28,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from xpconv._backend import add_into
+import array_api_compat as compat
+
+from xpconv._backend import add_into, capabilities
 from xpconv._geometry import ConvGeometry, conv_geometry, spatial_names
 
 __all__ = [
@@ -117,9 +119,7 @@ def check_pads(
 
 
 def _take(x: Array, axis: int, start: int, stop: int) -> Array:
-    key = [slice(None)] * x.ndim
-    key[axis] = slice(start, stop)
-    return x[tuple(key)]
+    return x[_key(x.ndim, axis, start, stop)]
 
 
 def _pieces(x: Array, mode: str, axis: int, lo: int, hi: int, xp: Namespace) -> tuple[Array, Array]:
@@ -142,13 +142,42 @@ def _pieces(x: Array, mode: str, axis: int, lo: int, hi: int, xp: Namespace) -> 
 def pad(x: Array, pads: Pads, mode: str, xp: Namespace) -> Array:
     """``x`` of shape ``(N, C, *spatial)`` padded by ``pads`` (one (lo, hi) per spatial axis).
 
-    The caller has checked the pads with :func:`check_pads`.
+    The caller has checked the pads with :func:`check_pads`. Libraries with
+    in-place slices (NumPy, CuPy, torch) fill one new array: the input once,
+    then each axis's padding from what is already there. The others
+    concatenate, one axis at a time (each a copy of the whole array).
     """
+    if not capabilities(x).in_place:
+        for axis, (lo, hi) in enumerate(pads, start=2):
+            if lo or hi:
+                before, after = _pieces(x, mode, axis, lo, hi, xp)
+                x = xp.concat([before, x, after], axis=axis)
+        return x
+    size = tuple(x.shape[2:])
+    shape = (*x.shape[:2], *(n + lo + hi for n, (lo, hi) in zip(size, pads, strict=True)))
+    out = xp.empty(shape, dtype=x.dtype, device=compat.device(x))
+    out[(..., *(slice(lo, lo + n) for n, (lo, _) in zip(size, pads, strict=True)))] = x
     for axis, (lo, hi) in enumerate(pads, start=2):
         if lo or hi:
-            before, after = _pieces(x, mode, axis, lo, hi, xp)
-            x = xp.concat([before, x, after], axis=axis)
-    return x
+            # The axes before this one are padded already, the ones after not yet:
+            # the runs copied along this axis span exactly that region.
+            region = [slice(None)] * out.ndim
+            for later in range(axis + 1, out.ndim):
+                start = pads[later - 2][0]
+                region[later] = slice(start, start + size[later - 2])
+            view = out[tuple(region)]
+            n = size[axis - 2]
+            inner = _take(view, axis, lo, lo + n)
+            before, after = _pieces(inner, mode, axis, lo, hi, xp)
+            view[_key(view.ndim, axis, 0, lo)] = before
+            view[_key(view.ndim, axis, lo + n, lo + n + hi)] = after
+    return out
+
+
+def _key(ndim: int, axis: int, start: int, stop: int) -> tuple[slice, ...]:
+    key = [slice(None)] * ndim
+    key[axis] = slice(start, stop)
+    return tuple(key)
 
 
 def pad_adjoint(grad: Array, pads: Pads, mode: str, xp: Namespace) -> Array:
@@ -184,7 +213,5 @@ def _fold_axis(grad: Array, mode: str, axis: int, lo: int, hi: int, xp: Namespac
             targets = ((0, lo, g_lo, lo), (n - hi, n, g_hi, hi))
     for start, stop, values, amount in targets:
         if amount:
-            key = [slice(None)] * grad.ndim
-            key[axis] = slice(start, stop)
-            inner = add_into(inner, tuple(key), values)
+            inner = add_into(inner, _key(grad.ndim, axis, start, stop), values)
     return inner
