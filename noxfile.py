@@ -41,8 +41,8 @@ nox.options.error_on_missing_interpreters = True
 # (src/xpconv/_registry.py), with the packages it names. The default run
 # (`nox`) stays under 10 minutes on 2 cores. JAX and Dask run the same suite
 # more slowly (eager JAX compiles every new shape, Dask builds a graph per
-# call): `nox -t extra` runs them, and .ci/run runs both after the default
-# sessions.
+# call): `nox -t extra` runs them, with the `package` session (the built wheel
+# in fresh virtualenvs), and .ci/run runs them after the default sessions.
 BACKEND_PACKAGES: dict[str, list[str]] = {
     spec.name: list(spec.nox_packages) for spec in REGISTRY.nox_backends()
 }
@@ -114,6 +114,64 @@ def docs(session: nox.Session) -> None:
     session.install("-e", ".[demo]", *nox.project.dependency_groups(PYPROJECT, "docs"))
     session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
     session.run("sphinx-build", "-W", "-b", "doctest", "docs", "docs/_build/doctest")
+
+
+SMOKE_TEST = Path(__file__).resolve().parent / "tests" / "smoke" / "check_installed.py"
+
+
+@nox.session(tags=["extra"])
+def package(session: nox.Session) -> None:
+    """Build the sdist and wheel, check them with twine, and smoke-test the wheel in fresh
+    virtualenvs: one with NumPy only, one with PyTorch CPU as the array library.
+
+    Tagged ``extra`` (run by .ci/run, not by a plain ``nox``): installing torch into a
+    fresh virtualenv takes about a minute more than the default run can spare.
+    """
+    session.install("build", "twine")
+    tmp = Path(session.create_tmp()).resolve()
+    dist = tmp / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    session.run("python", "-m", "build", "--outdir", str(dist))
+    session.run("twine", "check", "--strict", *map(str, sorted(dist.iterdir())))
+    (wheel,) = dist.glob("*.whl")
+    for library, extra in (("numpy", []), ("torch", [TORCH_CPU])):
+        venv = tmp / f"venv-{library}"
+        shutil.rmtree(venv, ignore_errors=True)
+        session.run("python", "-m", "venv", str(venv))
+        python = str(venv / "bin" / "python")
+        session.run(python, "-m", "pip", "install", "-q", str(wheel), *extra, external=True)
+        with session.chdir(tmp):  # away from src/: import the installed wheel
+            session.run(python, str(SMOKE_TEST), library, external=True)
+
+
+def _ensure_chromium(session: nox.Session) -> None:
+    """Debian's chromium and chromium-driver, installed when missing and we may (root)."""
+    if shutil.which("chromium") and shutil.which("chromedriver"):
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        session.skip(
+            "skipped: chromium and chromedriver are not installed, and installing them needs "
+            "root and apt-get (apt-get install chromium chromium-driver)"
+        )
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    session.run("apt-get", "update", "-qq", external=True, env=env)
+    session.run(
+        "apt-get", "install", "-y", "-qq", "chromium", "chromium-driver", external=True, env=env
+    )
+
+
+@nox.session(tags=["extra"])
+def docs_check(session: nox.Session) -> None:
+    """Build the site and open the key pages in headless Chromium: fail on raw TeX left
+    visible (MathJax not loaded) or an image that does not load."""
+    _ensure_chromium(session)
+    session.install(
+        "-e", ".[demo]", *nox.project.dependency_groups(PYPROJECT, "docs"), "selenium>=4.20"
+    )
+    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
+    checker = "docs/scripts/check_rendered.py"
+    session.run("python", checker, "--self-test")  # the check can fail
+    session.run("python", checker, "docs/_build/html")
 
 
 @nox.session

@@ -55,6 +55,7 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.doctest",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # MathJax served from _static: the maths renders offline
     "numpydoc",
     "myst_parser",
 ]
@@ -119,6 +120,7 @@ html_sidebars = {
     for page in (
         "index",
         "getting-started",
+        "nn",
         "how-it-works",
         "backends",
         "interop",

@@ -107,11 +107,12 @@ def test_depthwise_kernel_matches_reference(
     ref.assert_close(backend, grads.input, gx_ref, like=xb)
     ref.assert_close(backend, grads.weight, gw_ref, like=xb)
     ref.assert_close(backend, grads.bias, gb_ref, like=xb)
-    # Forward, the weight gradient and the input gradient's own depthwise
-    # convolution; on Dask the weight's values are not read, so the input
-    # gradient takes col2im (exact whatever the values).
-    lazy = str(backend) == "dask"
-    assert len(job_counts) == (2 if lazy else 3), job_counts
+    if str(backend) == "dask":
+        # Dask goes block-wise: each batch chunk runs the NumPy kernel whose
+        # job counts the numpy backend checks, once per dask compute.
+        return
+    # Forward, the weight gradient and the input gradient's own depthwise convolution.
+    assert len(job_counts) == 3, job_counts
     planes = x4_shape[0] * x4_shape[1]
     counts = [jobs for jobs, _ in job_counts]
     if chunking == "whole":

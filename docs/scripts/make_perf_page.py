@@ -21,15 +21,19 @@ before the 1-D and 3-D layers have no ``rank``, ``x_shape``, ``w_shape`` or
 ``stride``: their 2-D geometry is read from ``shape``. ``dilation`` and
 ``padding`` are an int, or a list with one entry per spatial axis.
 
-Each run becomes a section of Markdown (machine, versions and date, a summary
-table with the ratios, the full table) and a bar chart of GFLOP/s per layer.
-With no JSON file the output says so: numbers are never invented.
+The page opens with one picture: xpconv's time over PyTorch's per layer, on
+the CPU and on the GPU side by side (the run of each kind of device with the
+most layers compared). Then each run becomes a section named after its
+machine and what it compares, with its environment in a sentence, a summary
+table with the ratios, a chart of GFLOP/s and the full table. With no JSON
+file the output says so: numbers are never invented.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,19 +51,19 @@ NO_RESULTS = "No benchmark results recorded yet."
 MISSING = "\u2013"  # an en dash in empty table cells
 IMPL_ORDER = ("xpconv", "torch", "seed")
 FP32_IMPL = "torch-fp32"
-IMPL_COLOURS = {"xpconv": "#1f77b4", "torch": "#ff7f0e", "seed": "#7f7f7f"}
-META_FIELDS = (
-    ("date", "Date"),
-    ("machine", "Machine"),
-    ("device", "Device"),
-    ("backend", "xpconv backend"),
-    ("compare", "Compared with"),
-    ("python", "Python"),
-    ("numpy", "NumPy"),
-    ("torch", "PyTorch"),
-    ("blas", "BLAS"),
-    ("threads", "Threads"),
-)
+# Colour-blind-safe qualitative palette (Okabe and Ito): every bar of a chart
+# gets a colour of its own, never one reused by another implementation.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+DTYPE_COLOURS = {"float32": "#0072B2", "float64": "#E69F00"}
+LIBRARY_NAMES = {
+    "numpy": "NumPy",
+    "cupy": "CuPy",
+    "torch": "PyTorch CPU",
+    "torch-cuda": "PyTorch CUDA (cuDNN)",
+    "jax": "JAX",
+    "dask": "Dask",
+    "array_api_strict": "array-api-strict",
+}
 
 Row = dict[str, Any]
 
@@ -90,13 +94,100 @@ def _cell(value: Any) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _meta_lines(meta: dict[str, Any]) -> list[str]:
-    """The machine, versions and date of a run, one bullet each."""
-    return [
-        f"- **{label}:** {_cell(meta.get(key))}"
-        for key, label in META_FIELDS
-        if meta.get(key) not in (None, "")
+def _clean(name: str) -> str:
+    """A processor name without trademarks and filler: "Intel(R) Xeon(R) Processor" is
+    "Intel Xeon", "... (2 CPUs)" is "2-core ..."."""
+    cores = re.search(r"\s*\((\d+) CPUs?\)", name)
+    if cores:
+        name = f"{cores.group(1)}-core {name[: cores.start()]}{name[cores.end() :]}"
+    name = re.sub(r"\((R|TM)\)|\bProcessor\b|\bCPU\b", "", name)
+    return " ".join(name.split())
+
+
+def machine_name(meta: dict[str, Any]) -> str:
+    """The machine of a run in words: its GPU, or its cores and processor."""
+    device = meta.get("device")
+    if device and device != "cpu":
+        return str(device)
+    machine = meta.get("machine")
+    if isinstance(machine, dict):
+        cpu = _clean(str(machine.get("cpu") or "unnamed CPU"))
+        cores = machine.get("cpu_count")
+        return f"{cores}-core {cpu}" if cores else cpu
+    return _clean(str(machine)) if machine else "unnamed machine"
+
+
+def _library(name: Any) -> str:
+    return LIBRARY_NAMES.get(str(name), str(name))
+
+
+def _mib(n_bytes: Any) -> str:
+    number = _number(n_bytes)
+    if number is None:
+        return MISSING
+    return f"{number / 2**30:g} GiB" if number >= 2**30 else f"{number / 2**20:g} MiB"
+
+
+def run_title(meta: dict[str, Any], fallback: str) -> str:
+    """A section heading: the machine and what the run compares, not a timestamp."""
+    if not meta:
+        return fallback
+    title = machine_name(meta)
+    backend, compare = meta.get("backend"), meta.get("compare")
+    if backend and compare and compare != "none":
+        title += f": {_library(backend)} against {_library(compare)}"
+    elif backend:
+        title += f": {_library(backend)}"
+    if meta.get("also_workspace_bytes") and not meta.get("workspace_bytes"):
+        title += f", workspace study: a {_mib(meta['also_workspace_bytes'])} limit against none"
+    return title
+
+
+def _blas(meta: dict[str, Any]) -> str | None:
+    libraries = (meta.get("blas") or {}).get("libraries") if isinstance(meta, dict) else None
+    if not isinstance(libraries, list) or not libraries:
+        return None
+    lib = libraries[0]
+    name = {"openblas": "OpenBLAS", "mkl": "MKL"}.get(lib.get("internal_api"), "a BLAS")
+    version = ".".join(str(lib.get("version", "")).split(".")[:3])
+    arch = lib.get("architecture")
+    return f"{name} {version}" + (f" ({arch} kernels)" if arch else "")
+
+
+def _threads(meta: dict[str, Any]) -> str | None:
+    threads = meta.get("threads")
+    if isinstance(threads, dict):
+        counts = sorted({v for v in threads.values() if isinstance(v, int)})
+        if len(counts) == 1:
+            return f"{counts[0]} CPU thread{'s' if counts[0] != 1 else ''} for every library"
+        return None
+    return None if threads is None else f"{threads} threads"
+
+
+def environment(meta: dict[str, Any]) -> str:
+    """The versions, threads and settings of a run, in one sentence."""
+    date = str(meta.get("date") or "")[:10]
+    versions = [
+        f"{label} {meta[key]}"
+        for key, label in (
+            ("python", "Python"),
+            ("numpy", "NumPy"),
+            ("cupy", "CuPy"),
+            ("torch", "PyTorch"),
+            ("xpconv", "xpconv"),
+        )
+        if meta.get(key)
     ]
+    parts = [", ".join(versions)] if versions else []
+    parts += [extra for extra in (_blas(meta), _threads(meta)) if extra]
+    if "workspace_bytes" in meta:
+        limit = meta["workspace_bytes"]
+        parts.append("no workspace limit" if limit is None else f"a {_mib(limit)} workspace")
+    if meta.get("repeat"):
+        parts.append(f"at least {meta['repeat']} timed calls per block")
+    text = "Measured" + (f" on {date}" if date else "") + f" on the {machine_name(meta)}"
+    text += (" with " + "; ".join(parts)) if parts else ""
+    return text + "."
 
 
 def _table(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> list[str]:
@@ -239,10 +330,10 @@ def col2im_section(results_dir: Path) -> list[str]:
         data = json.loads(path.read_text(encoding="utf-8"))
         meta, rows = data.get("meta", {}), data.get("results", [])
         lines += [
-            f"## col2im: slices or scatter-add ({meta.get('backend')}, batch "
+            f"## col2im on {_library(meta.get('backend'))}: slices or scatter-add (batch "
             f"{meta.get('batch') or 'as listed'})",
             "",
-            f"- **Source:** `benchmarks/results/col2im/{path.name}`",
+            f"Source: `benchmarks/results/col2im/{path.name}`.",
             "",
             "Summing the columns of each layer back into an image: the default *slices* "
             "(one strided-slice addition per kernel offset) against the backend's "
@@ -274,10 +365,9 @@ def floor_section(results_dir: Path) -> list[str]:
         meta, rows = load(path)
         routes = any("route" in r for r in rows)
         lines += [
-            f"## How close im2col can get: products and copies alone ({meta.get('date')})",
+            f"## How close im2col can get on {machine_name(meta)}: products and copies alone",
             "",
-            *_meta_lines(meta),
-            f"- **Source:** `benchmarks/results/floor/{path.name}`",
+            f"{environment(meta)} Source: `benchmarks/results/floor/{path.name}`.",
             "",
             "The three matrix products of xpconv's route (forward, weight gradient, input "
             "gradient) timed alone with NumPy's `matmul` on operands of the same shapes, "
@@ -372,45 +462,126 @@ def full_table(rows: list[Row]) -> list[str]:
     return _table(header, body)
 
 
-def plot(rows: list[Row], title: str, path: Path) -> Path:
-    """Grouped bars of the rows' ``gflops`` per layer: one panel per dtype, one colour per impl."""
+def _short(value: float) -> str:
+    """A bar's label: three significant digits, thousands as "k" (53.2k, not 5.32e+04)."""
+    return f"{value / 1000:.3g}k" if value >= 1000 else f"{value:.3g}"
+
+
+def _ratio_axis(ax: Any, values: Iterable[float | None]) -> None:
+    """A log axis with plain ticks (0.25, 0.5, 1, 2, 4, ...) that cannot overlap."""
+    found = [v for v in values if v]
+    low, high = min([*found, 1.0]), max([*found, 1.0])
+    ticks = [2.0**k for k in range(-6, 7) if low / 2 <= 2.0**k <= high * 2]
+    ax.set_xlim(min(ticks) / 1.05, max(ticks) * 1.05)
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.xaxis.set_minor_locator(mpl.ticker.NullLocator())
+
+
+def _barh_panel(
+    ax: Any, labels: list[str], series: dict[str, list[float | None]], colours: dict[str, str]
+) -> None:
+    """Horizontal grouped bars, one row of bars per label, each value written at its bar."""
+    height = 0.8 / max(len(series), 1)
+    for n, (name, values) in enumerate(series.items()):
+        positions = [i + (n - (len(series) - 1) / 2) * height for i in range(len(labels))]
+        widths = [math.nan if v is None else v for v in values]  # no bar when missing
+        bars = ax.barh(positions, widths, height, label=name, color=colours[name])
+        ax.bar_label(
+            bars,
+            labels=["" if v is None else _short(v) for v in values],
+            fontsize=7,
+            padding=2,
+        )
+    ax.set_yticks(range(len(labels)))
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.invert_yaxis()  # first layer at the top
+    ax.set_xscale("log")
+    ax.margins(x=0.12)
+    ax.grid(axis="x", which="both", alpha=0.25)
+    ax.set_axisbelow(True)
+
+
+def plot(rows: list[Row], path: Path) -> Path:
+    """GFLOP/s per layer (log scale): one panel per dtype, one colour per implementation."""
     cases = _cases(rows)
     dtypes = sorted({key[4] for key in cases})
     impls = _impls(rows)
-    fig, axes = plt.subplots(len(dtypes), 1, figsize=(10, 3.6 * len(dtypes) + 0.6), squeeze=False)
-    width = 0.8 / max(len(impls), 1)
-    for ax, dtype in zip(axes[:, 0], dtypes, strict=True):
-        keys = [key for key in cases if key[4] == dtype]
-        for n, impl in enumerate(impls):
-            values = [_number(cases[k].get(impl, {}).get("gflops")) for k in keys]
-            heights = [math.nan if v is None else v for v in values]  # no bar when missing
-            positions = [i + (n - (len(impls) - 1) / 2) * width for i in range(len(keys))]
-            bars = ax.bar(
-                positions,
-                heights,
-                width,
-                label=impl,
-                color=IMPL_COLOURS.get(impl),
-                edgecolor="white",
-            )
-            ax.bar_label(
-                bars,
-                labels=["" if v is None else f"{v:.0f}" for v in values],
-                fontsize=7,
-                padding=1,
-            )
-        ax.set_xticks(range(len(keys)))
-        ax.set_xticklabels(
-            [f"{_case_label(k)}\n{','.join(str(v) for v in k[1])}" for k in keys], fontsize=7.5
-        )
-        ax.set_ylabel("GFLOP/s")
+    colours = dict(zip(impls, PALETTE, strict=False))
+    layers = list(dict.fromkeys(_case_label(key) for key in cases))
+    height = 0.9 + 0.17 * len(layers) * max(len(impls), 2)
+    fig, axes = plt.subplots(1, len(dtypes), figsize=(5.2 * len(dtypes) + 0.8, height))
+    for ax, dtype in zip(list(getattr(axes, "flat", [axes])), dtypes, strict=True):
+        by_label = {_case_label(k): v for k, v in cases.items() if k[4] == dtype}
+        series = {
+            impl: [_number(by_label.get(label, {}).get(impl, {}).get("gflops")) for label in layers]
+            for impl in impls
+        }
+        _barh_panel(ax, layers, series, colours)
+        ax.set_xlabel("GFLOP/s (forward + backward; log scale)")
         ax.set_title(dtype, fontsize=10)
-        ax.margins(y=0.15)
-        ax.grid(axis="y", alpha=0.3)
-        ax.set_axisbelow(True)
-        ax.legend(fontsize=8, loc="upper left")
-    fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncols=min(len(impls), 6), fontsize=8)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))  # no title: the section heading is above it
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _comparable_cases(rows: list[Row]) -> int:
+    return sum(
+        1
+        for by_impl in _cases(rows).values()
+        if _number(by_impl.get("xpconv", {}).get("total_ms"))
+        and _number(by_impl.get("torch", {}).get("total_ms"))
+    )
+
+
+def overview_runs(files: list[Path]) -> list[tuple[Path, dict[str, Any], list[Row]]]:
+    """For the CPU and for the GPU, the run that compares the most layers with PyTorch
+    (the later file on a tie)."""
+    best: dict[str, tuple[int, Path, dict[str, Any], list[Row]]] = {}
+    for path in files:
+        meta, rows = load(path)
+        kind = "cpu" if meta.get("device") in (None, "cpu") else "gpu"
+        count = _comparable_cases(rows)
+        if count and count >= best.get(kind, (0,))[0]:
+            best[kind] = (count, path, meta, rows)
+    return [best[k][1:] for k in ("cpu", "gpu") if k in best]
+
+
+def overview_plot(runs: list[tuple[Path, dict[str, Any], list[Row]]], path: Path) -> Path:
+    """xpconv's time over PyTorch's per layer, one panel per run, one colour per dtype."""
+    fig, axes = plt.subplots(1, len(runs), figsize=(5.4 * len(runs) + 0.6, 5.0), squeeze=False)
+    # One order of layers for every panel: the first run's, then any others.
+    order = list(dict.fromkeys(_case_label(k) for _, _, rows in runs for k in _cases(rows)))
+    for ax, (_, meta, rows) in zip(axes[0], runs, strict=True):
+        cases = _cases(rows)
+        labels = {_case_label(key) for key in cases}
+        layers = [label for label in order if label in labels]
+        dtypes = sorted({key[4] for key in cases})
+        series: dict[str, list[float | None]] = {}
+        for dtype in dtypes:
+            by_label = {_case_label(k): v for k, v in cases.items() if k[4] == dtype}
+            ratios = []
+            for label in layers:
+                ours = _number(by_label.get(label, {}).get("xpconv", {}).get("total_ms"))
+                ref = _number(by_label.get(label, {}).get("torch", {}).get("total_ms"))
+                ratios.append(None if ours is None or not ref else ours / ref)
+            series[dtype] = ratios
+        colours = {d: DTYPE_COLOURS.get(d, PALETTE[2 + n]) for n, d in enumerate(dtypes)}
+        _barh_panel(ax, layers, series, colours)
+        _ratio_axis(ax, [v for values in series.values() for v in values])
+        ax.axvline(1.0, color="black", linewidth=1)
+        ax.set_xlabel("xpconv time / PyTorch time (log scale; < 1: xpconv faster)")
+        ax.set_title(
+            f"{machine_name(meta)}\n{_library(meta.get('backend'))} against "
+            f"{_library(meta.get('compare'))}",
+            fontsize=9.5,
+        )
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncols=len(names), fontsize=8)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -430,22 +601,21 @@ def load(path: Path) -> tuple[dict[str, Any], list[Row]]:
 
 def section(path: Path, image_dir: Path, image_url: str, *, seen: set[str]) -> list[str]:
     meta, rows = load(path)
-    title = " · ".join(
-        str(v) for v in (meta.get("device") or meta.get("machine"), meta.get("date")) if v
-    )
-    title = title or path.stem
-    if title in seen:  # two runs on one day: tell the headings apart
+    title = run_title(meta, path.stem)
+    if title in seen:  # two runs of the same kind on one machine: tell the headings apart
         title = f"{title} ({path.stem})"
     seen.add(title)
     lines = [f"## {title}", ""]
-    lines += _meta_lines(meta)
-    lines += [f"- **Source:** `benchmarks/results/{path.name}`", ""]
+    if meta:
+        lines += [f"{environment(meta)} Source: `benchmarks/results/{path.name}`.", ""]
+    else:
+        lines += [f"Source: `benchmarks/results/{path.name}`.", ""]
+    if meta.get("command"):
+        lines += ["Command:", "", "```text", str(meta["command"]), "```", ""]
     if not rows:
         return [*lines, "This file holds no results.", ""]
-    image = plot(rows, title, image_dir / f"perf-{path.stem}.png")
+    image = plot(rows, image_dir / f"perf-{path.stem}.png")
     lines += [
-        f"![GFLOP/s per layer, {title}]({image_url}/{image.name})",
-        "",
         "Times in milliseconds: the median over the timed calls of one forward + "
         "backward (input, weight and bias gradients), with the medians of the forward "
         "and of the backward in parentheses (medians need not add up exactly); "
@@ -477,6 +647,8 @@ def section(path: Path, image_dir: Path, image_url: str, *, seen: set[str]) -> l
             "",
         ]
     lines += [
+        f"![GFLOP/s per layer and implementation, {title}]({image_url}/{image.name})",
+        "",
         "The layers:",
         "",
         *layer_table(rows),
@@ -500,8 +672,28 @@ def render(results_dir: Path, image_dir: Path, image_url: str) -> str:
     for stale in image_dir.glob("perf-*.png"):
         stale.unlink()
     lines: list[str] = []
+    runs = overview_runs(files)
+    if runs:
+        image = overview_plot(runs, image_dir / "perf-overview.png")
+        lines += [
+            "## At a glance",
+            "",
+            f"![xpconv time over PyTorch time per layer]({image_url}/{image.name})",
+            "",
+            "Each bar is xpconv's forward + backward time divided by PyTorch's on the same "
+            "layer, in the same run: left of the line at 1.0 xpconv is faster, right of it "
+            "slower (2 means twice PyTorch's time). On the GPU, PyTorch's default lets "
+            "cuDNN compute float32 with TF32 tensor cores, a shorter mantissa than xpconv's "
+            "IEEE float32: the tables below also compare with TF32 off (*torch-fp32*). "
+            + " ".join(
+                f"{machine_name(meta)}: `benchmarks/results/{path.name}`." for path, meta, _ in runs
+            )
+            + " The sections below give every number, per machine.",
+            "",
+        ]
     seen: set[str] = set()
-    for path in reversed(files):  # newest first
+    chosen = [path for path, _, _ in runs]
+    for path in chosen + [p for p in reversed(files) if p not in chosen]:  # newest first
         lines += section(path, image_dir, image_url, seen=seen)
     lines += floor_section(results_dir)
     lines += col2im_section(results_dir)

@@ -676,7 +676,7 @@ def resolve_dtype(dtype: Any, xp: Namespace) -> Any:
 
     Raises ``TypeError`` naming the value when ``xp`` has no such dtype.
     """
-    name = dtype if isinstance(dtype, str) else _dtype_name(dtype)
+    name = dtype if isinstance(dtype, str) else dtype_name(dtype)
     resolved = getattr(xp, name, None) if name else None
     if resolved is None:
         msg = f"dtype must be a dtype or dtype name that {xp.__name__} has, got {dtype!r}"
@@ -684,7 +684,7 @@ def resolve_dtype(dtype: Any, xp: Namespace) -> Any:
     return resolved
 
 
-def _dtype_name(dtype: Any) -> str | None:
+def dtype_name(dtype: Any) -> str | None:
     """'float32' for numpy.float32, np.dtype('float32'), torch.float32, jnp.float32, ..."""
     try:
         return str(_numpy().dtype(dtype).name)

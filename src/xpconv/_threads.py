@@ -113,6 +113,11 @@ def thread_count() -> int:
     return available if limit is None else min(limit, available)
 
 
+def explicit_thread_limit() -> int | None:
+    """The limit set by an enclosing :func:`thread_limit`, or None (for work run elsewhere)."""
+    return _LIMIT.get()
+
+
 @contextlib.contextmanager
 def thread_limit(threads: int) -> Iterator[None]:
     """Run xpconv's own NumPy loops on at most ``threads`` threads inside the block.

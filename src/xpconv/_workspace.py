@@ -91,6 +91,18 @@ def _check_limit(nbytes: object) -> int | None:
     return value
 
 
+def explicit_limit() -> tuple[bool, int | None]:
+    """``(True, limit)`` inside :func:`workspace_limit`, ``(False, None)`` outside.
+
+    For work that runs later or elsewhere (a Dask task on another thread or
+    process), which must apply the limit that was in force when it was made.
+    """
+    value = _LIMIT.get()
+    if value is _DEVICE_DEFAULT:
+        return False, None
+    return True, value  # type: ignore[return-value]
+
+
 @contextlib.contextmanager
 def workspace_limit(nbytes: int | None) -> Iterator[int | None]:
     """Bound the im2col buffer of every convolution run inside the block.

@@ -36,8 +36,9 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import array_api_compat as compat
 import dask.array as da
@@ -53,9 +54,14 @@ from xpconv._geometry import (
     spatial_names,
 )
 from xpconv._padding import check_mode, check_pads
+from xpconv._threads import explicit_thread_limit, thread_limit
+from xpconv._workspace import explicit_limit, workspace_limit
 from xpconv.functional import ConvGradients
 from xpconv.functional import conv as _core_conv
 from xpconv.functional import conv_backward as _core_conv_backward
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__ = [
     "BlockwiseConv",
@@ -180,18 +186,42 @@ def _indices(rank: int) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ..
 # --------------------------------------------------------------------------- blocks
 # Top-level functions (not closures) so the graph pickles by reference.
 
+Limits = tuple[tuple[bool, int | None], int | None]
 
-def _forward_block(x: Any, weight: Any, bias: Any, **conv_args: Any) -> Any:
+
+def _limits() -> Limits:
+    """The workspace and thread limits in force where the graph is built.
+
+    The tasks run later, on Dask's threads or other processes, where the
+    caller's ``workspace_limit``/``thread_limit`` blocks are not in force.
+    """
+    return explicit_limit(), explicit_thread_limit()
+
+
+@contextlib.contextmanager
+def _under(limits: Limits) -> Iterator[None]:
+    (workspace_set, workspace), threads = limits
+    with contextlib.ExitStack() as stack:
+        if workspace_set:
+            stack.enter_context(workspace_limit(workspace))
+        if threads is not None:
+            stack.enter_context(thread_limit(threads))
+        yield
+
+
+def _forward_block(x: Any, weight: Any, bias: Any, *, limits: Limits, **conv_args: Any) -> Any:
     bias = None if bias is None else _single(bias)
-    return _core_conv(_single(x), _single(weight), bias, **conv_args)
+    with _under(limits):
+        return _core_conv(_single(x), _single(weight), bias, **conv_args)
 
 
 def _backward_block(
-    grad_output: Any, x: Any, weight: Any, *, bias: bool, **conv_args: Any
+    grad_output: Any, x: Any, weight: Any, *, bias: bool, limits: Limits, **conv_args: Any
 ) -> tuple[Any, Any, Any]:
-    grads = _core_conv_backward(
-        _single(grad_output), _single(x), _single(weight), bias=bias, **conv_args
-    )
+    with _under(limits):
+        grads = _core_conv_backward(
+            _single(grad_output), _single(x), _single(weight), bias=bias, **conv_args
+        )
     # Leading axis of one: the per-chunk parameter gradients are summed over it.
     gb = None if grads.bias is None else grads.bias[None, ...]
     return grads.input, grads.weight[None, ...], gb
@@ -237,7 +267,8 @@ def conv(
     Returns
     -------
     dask.array.Array
-        Lazy ``(N, O, *out)`` result with the batch chunks of `x`.
+        Lazy ``(N, O, *out)`` result with the batch chunks of `x`. The tasks run
+        under the workspace and thread limits in force when this is called.
 
     Raises
     ------
@@ -258,6 +289,7 @@ def conv(
     if x.ndim == weight.ndim - 1:  # unbatched
         return conv(x[None, ...], weight, bias, **conv_args)[0]
     geom = _check(x, weight, bias, conv_args)
+    limits = _limits()
     x = _whole_images(x)
     w = _as_single_chunk(weight, "weight")
     b = _as_single_chunk(bias, "bias")
@@ -271,9 +303,10 @@ def conv(
         w_ind,
         *((b, ("o",)) if b is not None else (None, None)),
         new_axes=dict(zip(y_ind[1:], geom.output_shape[1:], strict=True)),
-        name="xpconv-forward-" + tokenize(x, w, b, conv_args),
+        name="xpconv-forward-" + tokenize(x, w, b, conv_args, limits),
         dtype=x.dtype,
         meta=x._meta,
+        limits=limits,
         **conv_args,
     )
 
@@ -335,6 +368,7 @@ def conv_backward(
             f"got {tuple(grad_output.shape)}"
         )
         raise ValueError(msg)
+    limits = _limits()
     x = _whole_images(x)
     grad_output = grad_output.rechunk({0: x.chunks[0], **dict.fromkeys(range(1, x.ndim), -1)})
     w = _as_single_chunk(weight, "weight")
@@ -350,10 +384,11 @@ def conv_backward(
         x_ind,
         w,
         w_ind,
-        name="xpconv-backward-" + tokenize(grad_output, x, w, bias, conv_args),
+        name="xpconv-backward-" + tokenize(grad_output, x, w, bias, conv_args, limits),
         dtype=x.dtype,
         meta=meta.reshape((0,)),
         bias=bias,
+        limits=limits,
         **conv_args,
     )
     grad_x = da.blockwise(

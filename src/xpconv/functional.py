@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from array_api_compat import is_dask_array
 
 from xpconv import _engine
 from xpconv._backend import (
@@ -41,6 +43,9 @@ from xpconv._geometry import (
 )
 from xpconv._im2col import col2im, im2col
 from xpconv._padding import check_mode, explicit_padding, pad_adjoint, zeros_only
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 __all__ = [
     "Conv2dGradients",
@@ -94,10 +99,7 @@ def _check_arrays(xp: Any, **arrays: Array | None) -> tuple[Namespace, list[Arra
     accumulate in float32 and the results are narrowed back (:func:`_narrow`).
     Every array but ``bias`` is required.
     """
-    for name, a in arrays.items():
-        if a is None and name != "bias":
-            msg = f"{name} must be an array, got None"
-            raise TypeError(msg)
+    _check_present(**arrays)
     inferred = namespace_of(**arrays)
     if xp is not None and resolve_namespace(xp) is not inferred:
         msg = f"xp={xp!r} is not the namespace of the arrays ({inferred.__name__})"
@@ -121,6 +123,57 @@ def _check_arrays(xp: Any, **arrays: Array | None) -> tuple[Namespace, list[Arra
     if _dtype_kind(inferred, dtype) == "half":
         checked = [None if a is None else inferred.astype(a, inferred.float32) for a in checked]
     return inferred, checked, dtype
+
+
+def _check_present(**arrays: Array | None) -> None:
+    for name, a in arrays.items():
+        if a is None and name != "bias":
+            msg = f"{name} must be an array, got None"
+            raise TypeError(msg)
+
+
+def _blockwise(data: Array) -> ModuleType | None:
+    """:mod:`xpconv.dask` when `data` is a Dask array, else None.
+
+    The generic path would merge Dask's batch chunks into one block (and
+    reject NumPy weights as another library); the block-wise path runs one
+    task per batch chunk. Imported here, lazily, so that xpconv does not
+    need Dask.
+    """
+    if not is_dask_array(data):
+        return None
+    from xpconv import dask as blockwise
+
+    return blockwise
+
+
+def _check_blockwise(
+    op: str, rank: int | None, xp: Any, conv_args: dict[str, Any], **arrays: Array | None
+) -> None:
+    """The core's checks and messages for a Dask input, on shapes and the blocks' types."""
+    _check_present(**arrays)
+    if xp is not None and resolve_namespace(xp) is not namespace_of(x=arrays["x"]):
+        msg = f"xp={xp!r} is not the namespace of the arrays (x is a Dask array)"
+        raise TypeError(msg)
+    _check_arrays(None, **{k: getattr(a, "_meta", a) for k, a in arrays.items()})
+    x, weight, grad_output = arrays["x"], arrays["weight"], arrays.get("grad_output")
+    assert x is not None
+    assert weight is not None
+    unbatched = _is_unbatched(x, _kernel_rank(weight, op, rank), op)
+    x_shape = (1, *x.shape) if unbatched else tuple(x.shape)
+    geom = conv_geometry(x_shape, tuple(weight.shape), **conv_args)
+    _check_channels(geom, op)
+    _check_bias(arrays.get("bias"), geom.out_channels)
+    if grad_output is not None:
+        _check_grad_output(grad_output, geom, op, unbatched=unbatched)
+
+
+def _check_grad_output(grad_output: Array, geom: ConvGeometry, op: str, *, unbatched: bool) -> None:
+    expected = geom.output_shape[1:] if unbatched else geom.output_shape
+    if tuple(grad_output.shape) != expected:
+        got = tuple(grad_output.shape)
+        msg = f"grad_output must have the {op} output shape {expected}, got {got}"
+        raise ValueError(msg)
 
 
 @functools.lru_cache(maxsize=64)
@@ -178,16 +231,21 @@ def _kernel_rank(weight: Array, op: str, rank: int | None, *, transposed: bool =
     return int(weight.ndim) - 2
 
 
-def _batched(x: Array, rank: int, xp: Namespace, op: str, name: str = "x") -> tuple[Array, bool]:
-    """``x`` with a batch axis (added for an unbatched input, as PyTorch does)."""
-    if x.ndim == rank + 1:
-        return xp.expand_dims(x, axis=0), True
-    if x.ndim != rank + 2:
+def _is_unbatched(x: Array, rank: int, op: str, name: str = "x") -> bool:
+    """Whether ``x`` is ``(C, *spatial)`` rather than ``(N, C, *spatial)``; else a ValueError."""
+    if x.ndim not in (rank + 1, rank + 2):
         msg = (
             f"{op} expects a {rank + 2}-D {input_layout(rank)} or {rank + 1}-D "
             f"{input_layout(rank, batched=False)} input {name}, got shape {tuple(x.shape)}"
         )
         raise ValueError(msg)
+    return bool(x.ndim == rank + 1)
+
+
+def _batched(x: Array, rank: int, xp: Namespace, op: str, name: str = "x") -> tuple[Array, bool]:
+    """``x`` with a batch axis (added for an unbatched input, as PyTorch does)."""
+    if _is_unbatched(x, rank, op, name):
+        return xp.expand_dims(x, axis=0), True
     return x, False
 
 
@@ -218,6 +276,9 @@ def _conv(
 ) -> Array:
     op = _op_name("conv", rank)
     mode = check_mode(padding_mode)
+    if (blockwise := _blockwise(x)) is not None:
+        _check_blockwise(op, rank, xp, conv_args, x=x, weight=weight, bias=bias)
+        return blockwise.conv(x, weight, bias, padding_mode=mode, **conv_args)
     xp, (x, weight, bias), dtype = _check_arrays(xp, x=x, weight=weight, bias=bias)
     rank = _kernel_rank(weight, op, rank)
     xb, unbatched = _batched(x, rank, xp, op)
@@ -472,25 +533,24 @@ def _conv_backward(
 ) -> ConvGradients:
     op = _op_name("conv", rank)
     mode = check_mode(padding_mode)
-    xp, (grad_output, x, weight), dtype = _check_arrays(
-        xp, grad_output=grad_output, x=x, weight=weight
-    )
     if not isinstance(bias, bool):
         msg = f"bias must be True or False (whether to compute dL/db), got {bias!r}"
         raise TypeError(msg)
+    if (blockwise := _blockwise(x)) is not None:
+        _check_blockwise(op, rank, xp, conv_args, grad_output=grad_output, x=x, weight=weight)
+        return blockwise.conv_backward(
+            grad_output, x, weight, bias=bias, padding_mode=mode, **conv_args
+        )
+    xp, (grad_output, x, weight), dtype = _check_arrays(
+        xp, grad_output=grad_output, x=x, weight=weight
+    )
     rank = _kernel_rank(weight, op, rank)
     xb, unbatched = _batched(x, rank, xp, op)
     # An unbatched x has an unbatched output: grad_output must be unbatched too.
     gy = xp.expand_dims(grad_output, axis=0) if unbatched else grad_output
     geom = conv_geometry(tuple(xb.shape), tuple(weight.shape), **conv_args)
     _check_channels(geom, op)
-    if tuple(gy.shape) != geom.output_shape:
-        expected = geom.output_shape[1:] if unbatched else geom.output_shape
-        msg = (
-            f"grad_output must have the {op} output shape {expected}, "
-            f"got {tuple(grad_output.shape)}"
-        )
-        raise ValueError(msg)
+    _check_grad_output(grad_output, geom, op, unbatched=unbatched)
     # A padding mode: the engine sees the padded input with padding 0 and
     # its input gradient is folded back by the adjoint of the padding.
     pads = geom.pad

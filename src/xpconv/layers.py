@@ -14,12 +14,22 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from xpconv._backend import (
     default_float_dtype,
+    dtype_name,
+    namespace_of,
     random_uniform,
     resolve_dtype,
     resolve_namespace,
 )
-from xpconv._geometry import PaddingArg, SizeArg, as_tuple, normalize_padding, positive_int
+from xpconv._geometry import (
+    PaddingArg,
+    SizeArg,
+    as_tuple,
+    input_layout,
+    normalize_padding,
+    positive_int,
+)
 from xpconv._padding import check_mode, zeros_only
+from xpconv._state import Stateful
 from xpconv.functional import (
     conv1d,
     conv1d_backward,
@@ -43,8 +53,9 @@ __all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "
 Array = Any
 
 
-class _Conv:
-    """What every convolution layer shares: checked hyperparameters, parameters, SGD."""
+class _Conv(Stateful):
+    """What every convolution layer shares: checked hyperparameters, parameters, SGD,
+    the input checks a layer can explain better than the functions, save and load."""
 
     rank: ClassVar[int]
     transposed: ClassVar[bool] = False
@@ -126,6 +137,38 @@ class _Conv:
             raise RuntimeError(msg)
         return self._input
 
+    def _check_input(self, x: Array) -> None:
+        """Channels first, then the dtype, with the fix a layer's user needs."""
+        shape = tuple(getattr(x, "shape", ()))
+        if len(shape) not in (self.rank + 1, self.rank + 2):
+            return  # the function's own error names the expected ranks
+        axis = len(shape) - self.rank - 1
+        if shape[axis] != self.in_channels:
+            layout = input_layout(self.rank, batched=axis == 1)
+            hint = ""
+            if shape[-1] == self.in_channels:
+                hint = (
+                    f"; x looks channels-last: xpconv wants {layout}, so move the "
+                    f"channels with xp.moveaxis(x, -1, {axis})"
+                )
+            msg = (
+                f"{type(self).__name__} expects {self.in_channels} input channels on axis "
+                f"{axis} of {layout}, got x of shape {shape}{hint}"
+            )
+            raise ValueError(msg)
+        try:
+            same_library = namespace_of(x=x) is self.xp
+        except TypeError:
+            return  # the function's own error names the library
+        if same_library and x.dtype != self.dtype:
+            name, have, want = type(self).__name__, dtype_name(x.dtype), dtype_name(self.dtype)
+            msg = (
+                f"x has dtype {have} but the parameters of this {name} are {want}: create "
+                f"the layer with dtype={have!r} ({name}(..., dtype={have!r})) or cast x "
+                f"with xp.astype(x, layer.dtype)"
+            )
+            raise TypeError(msg)
+
     def step(self, lr: float) -> None:
         """Plain SGD: ``param -= lr * grad`` for the weight and the bias."""
         if self.grad_weight is None:
@@ -160,13 +203,13 @@ class _ConvNd(_Conv):
         in_channels: int,
         out_channels: int,
         kernel_size: SizeArg,
-        *,
         stride: SizeArg = 1,
         padding: PaddingArg = 0,
         dilation: SizeArg = 1,
         groups: int = 1,
         bias: bool = True,
         padding_mode: str = "zeros",
+        *,
         xp: Any = None,
         device: Any = None,
         dtype: Any = None,
@@ -200,6 +243,7 @@ class _ConvNd(_Conv):
 
     def forward(self, x: Array) -> Array:
         """Convolve ``x``, shape ``(N, C, *spatial)``, and remember it for :meth:`backward`."""
+        self._check_input(x)
         y = self._function(x, self.weight, self.bias, **self._conv_args)
         self._input = x
         return y
@@ -229,14 +273,14 @@ class _ConvTransposeNd(_Conv):
         in_channels: int,
         out_channels: int,
         kernel_size: SizeArg,
-        *,
         stride: SizeArg = 1,
         padding: SizeArg = 0,
         output_padding: SizeArg = 0,
-        dilation: SizeArg = 1,
         groups: int = 1,
         bias: bool = True,
+        dilation: SizeArg = 1,
         padding_mode: str = "zeros",
+        *,
         xp: Any = None,
         device: Any = None,
         dtype: Any = None,
@@ -276,6 +320,7 @@ class _ConvTransposeNd(_Conv):
 
     def forward(self, x: Array) -> Array:
         """Transposed convolution of ``x`` (``(N, C_in, *spatial)``); remembers it."""
+        self._check_input(x)
         y = self._function(x, self.weight, self.bias, **self._conv_args)
         self._input = x
         return y
@@ -306,12 +351,9 @@ _LAYER_DOC = """A {rank}-D {what} layer with explicit backward, like ``torch.nn.
         Channels of the input and of the output.
     kernel_size : int or {tuple_words}
         Filter size.
-    stride, padding, {extra}dilation, groups
-        As for :func:`xpconv.{function}`.
-    bias : bool, optional
-        Whether the layer has a bias.
-    padding_mode : str, optional
-        {padding_mode}
+    {positional}
+        As for :func:`xpconv.{function}`; ``bias`` says whether the layer has
+        a bias. They may be given by position in ``torch.nn.{torch}``'s order.
     xp : namespace, optional
         Array library for the parameters (``numpy``, ``torch``, ``cupy``,
         ``jax.numpy``, ...). NumPy by default.
@@ -370,12 +412,10 @@ def _layer_doc(rank: int, *, transposed: bool, x: tuple[int, ...], y: tuple[int,
         what="transposed convolution" if transposed else "convolution",
         torch=name,
         tuple_words=_TUPLE_WORDS[rank],
-        extra="output_padding, " if transposed else "",
-        padding_mode=(
-            "'zeros' only, as in PyTorch (any other mode is a ValueError)."
+        positional=(
+            "stride, padding, output_padding, groups, bias, dilation, padding_mode"
             if transposed
-            else "'zeros' (default), 'reflect', 'replicate', 'circular' or 'symmetric':\n"
-            "        how the input is extended by `padding`, as in :func:`xpconv.conv`."
+            else "stride, padding, dilation, groups, bias, padding_mode"
         ),
         function=f"conv_transpose{rank}d" if transposed else f"conv{rank}d",
         weight_shape=weight,

@@ -48,9 +48,11 @@ from xpconv._backend import (
     materialize,
     namespace_of,
     random_uniform,
+    resolve_dtype,
     resolve_namespace,
     to_numpy,
 )
+from xpconv._state import Stateful
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -259,7 +261,7 @@ class Flatten:
         return "Flatten()"
 
 
-class Linear:
+class Linear(Stateful):
     """A fully connected layer ``y = x W^T + b``, like ``torch.nn.Linear``.
 
     Parameters
@@ -298,7 +300,9 @@ class Linear:
         self.out_features = out_features
         self.xp = resolve_namespace(xp)
         self.device = device
-        self.dtype = default_float_dtype(self.xp, device) if dtype is None else dtype
+        self.dtype = (
+            default_float_dtype(self.xp, device) if dtype is None else resolve_dtype(dtype, self.xp)
+        )
         if not self.xp.isdtype(self.dtype, "real floating"):
             # Integer parameters would truncate the U(-b, b) draws to zeros.
             msg = f"dtype must be a real floating dtype, got {dtype!r}"
@@ -594,6 +598,34 @@ class Sequential:
     def parameters(self) -> list[Array]:
         return [getattr(layer, name) for layer, name in self.named_parameters()]
 
+    def state_dict(self) -> dict[str, Array]:
+        """Every layer's parameters, keyed ``"<index>.weight"``, ``"<index>.bias"`` as in torch."""
+        return {
+            f"{i}.{key}": value
+            for i, layer in enumerate(self.layers)
+            if hasattr(layer, "state_dict")
+            for key, value in layer.state_dict().items()
+        }
+
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> None:
+        """Load :meth:`state_dict`'s keys into the layers (see ``Conv2d.load_state_dict``)."""
+        if not isinstance(state, dict):
+            msg = f"state must be a dict of arrays (from state_dict()), got {type(state).__name__}"
+            raise TypeError(msg)
+        own = self.state_dict()
+        missing = sorted(set(own) - set(state), key=_natural)
+        unexpected = sorted(set(state) - set(own), key=_natural)
+        if strict and (missing or unexpected):
+            msg = (
+                f"Sequential.load_state_dict: missing keys {missing}, unexpected keys {unexpected}"
+            )
+            raise ValueError(msg)
+        for i, layer in enumerate(self.layers):
+            prefix = f"{i}."
+            part = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            if hasattr(layer, "load_state_dict"):
+                layer.load_state_dict(part, strict=strict)
+
     def __getitem__(self, index: int) -> Any:
         return self.layers[index]
 
@@ -603,6 +635,11 @@ class Sequential:
     def __repr__(self) -> str:
         inner = "".join(f"\n  {layer!r}," for layer in self.layers)
         return f"Sequential({inner}\n)"
+
+
+def _natural(key: str) -> tuple[int, str]:
+    index, _, name = key.partition(".")
+    return (int(index), name) if index.isdigit() else (-1, key)
 
 
 # --------------------------------------------------------------------------- optimizers
