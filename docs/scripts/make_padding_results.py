@@ -44,6 +44,11 @@ def _complex_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _threads(threads: dict[str, int]) -> str:
+    """{'blas:openblas': 1, 'torch': 1} -> 'openblas 1, torch 1'."""
+    return ", ".join(f"{name.split(':')[-1]} {count}" for name, count in threads.items())
+
+
 def render(results_dir: Path) -> str:
     """Markdown for every run in ``results_dir`` (empty text when there is none)."""
     parts = []
@@ -53,7 +58,7 @@ def render(results_dir: Path) -> str:
         parts += [
             f"`{path.name}`: {meta['machine']}, {meta['date']}, NumPy {meta['numpy']}, "
             f"PyTorch {meta['torch']}, {meta['rounds']} rounds of {meta['repeat']} calls, "
-            f"threads {meta['threads']}.",
+            f"threads: {_threads(meta['threads'])}.",
             "",
         ]
         for dtype in dict.fromkeys(r["dtype"] for r in data["padding_modes"]):
