@@ -7,9 +7,9 @@ Build (as ``nox -s docs`` does)::
 
 Everything that is derived from code or data is generated here, at every build,
 so that it cannot go stale: the im2col pictures (2-D, 1-D and 3-D), the
-performance tables and plots (from ``benchmarks/results/*.json``), the API
-pages of the optional adapter modules that import here, and the demo picture
-snippet.
+padding-modes picture, the performance tables and plots (from
+``benchmarks/results/*.json``), the API pages of the optional adapter modules
+that import here, and the demo picture snippet.
 """
 
 from __future__ import annotations
@@ -124,6 +124,8 @@ html_sidebars = {
         "how-it-works",
         "backends",
         "interop",
+        "padding",
+        "signal-processing",
         "performance",
     )
 }
@@ -247,6 +249,11 @@ def generate() -> None:
     figure = _load_script("make_im2col_figure")
     figure.draw(STATIC_GENERATED / "im2col.png")
     _load_script("make_unfold_nd_figures").draw(STATIC_GENERATED)  # unfold-1d.png, unfold-3d.png
+    _load_script("make_padding_figure").draw(STATIC_GENERATED / "padding-modes.png")
+    _write_if_changed(
+        GENERATED / "padding_results.md",
+        _load_script("make_padding_results").render(ROOT / "benchmarks" / "results" / "padding"),
+    )
 
     perf = _load_script("make_perf_page")
     _write_if_changed(

@@ -722,13 +722,13 @@ def nd_fold(
 
 # --------------------------------------------------------------------------- comparison
 
-RTOL = {"float64": 1e-10, "float32": 1e-4}
+RTOL = {"float64": 1e-10, "float32": 1e-4, "complex128": 1e-10, "complex64": 1e-4}
 
 
 def dtype_name(dtype: object) -> str:
-    """'float32' / 'float64' for a dtype of any backend."""
+    """'float32' / 'float64' / 'complex128' ... for a dtype of any backend."""
     text = str(dtype)
-    for name in ("float64", "float32", "float16"):
+    for name in ("float64", "float32", "float16", "complex128", "complex64"):
         if name in text:
             return name
     msg = f"unexpected dtype {dtype!r}"
@@ -767,7 +767,8 @@ def assert_close(
     )
     if rtol is None:
         rtol = RTOL[dtype_name(want_dtype)]
-    got = backend.to_numpy(actual).astype(np.float64)  # type: ignore[attr-defined]
+    got = backend.to_numpy(actual)  # type: ignore[attr-defined]
+    got = got.astype(np.complex128 if np.iscomplexobj(got) else np.float64)
     scale = float(np.max(np.abs(expected))) if expected.size else 0.0
     np.testing.assert_allclose(got, expected, rtol=rtol, atol=rtol * max(scale, 1e-300))
 

@@ -176,9 +176,9 @@ GEOMETRY_ERRORS = {
     "padding_string": (
         (1, 1, 5, 5),
         (1, 1, 3, 3),
-        {"padding": "full"},
+        {"padding": "circular"},
         ValueError,
-        r"padding must be an int, a pair of ints, 'same' or 'valid', got 'full'",
+        r"padding must be an int, a pair of ints, 'same', 'valid' or 'full', got 'circular'",
     ),
     "padding_float": (
         (1, 1, 5, 5),
@@ -550,15 +550,15 @@ def test_fold_errors(backend: Any) -> None:
         ((2, 4, 3), {"padding": -2}, ValueError, r"padding must be >= 0, got -2"),
         (
             (2, 4, 3),
-            {"padding": "full"},
+            {"padding": "circular"},
             ValueError,
-            r"padding must be an int, a pair of ints, 'same' or 'valid', got 'full'",
+            r"padding must be an int, a pair of ints, 'same', 'valid' or 'full', got 'circular'",
         ),
         (
             (2, 4, 3),
             {"dtype": np.int32},
             TypeError,
-            r"dtype must be a real floating dtype, got .*int32",
+            r"dtype must be a real or complex floating dtype, got .*int32",
         ),
         (
             (2, 4, 3),

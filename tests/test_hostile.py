@@ -339,7 +339,9 @@ def test_layer_dtypes_of_other_libraries_and_names() -> None:
     assert xpconv.Conv3d(2, 2, 1, xp=np, dtype=torch.float64).weight.dtype == np.float64
     with pytest.raises(TypeError, match=r"dtype must be a dtype or dtype name"):
         xpconv.Conv2d(3, 8, 3, dtype="float99")
-    with pytest.raises(TypeError, match=r"dtype must be a real floating dtype, got 'int32'"):
+    with pytest.raises(
+        TypeError, match=r"dtype must be a real or complex floating dtype, got 'int32'"
+    ):
         xpconv.Conv2d(3, 8, 3, dtype="int32")
 
 

@@ -655,9 +655,9 @@ ERRORS: dict[str, tuple[str, list[tuple[int, ...]], tuple[Any, ...], dict[str, A
         "conv",
         [(1, 1, 4, 4, 4, 4), (1, 1, 2, 2, 2, 2)],
         (),
-        {"padding": "full"},
+        {"padding": "circular"},
         ValueError,
-        "padding must be an int, a tuple of 4 ints, 'same' or 'valid', got 'full'",
+        "padding must be an int, a tuple of 4 ints, 'same', 'valid' or 'full', got 'circular'",
     ),
     "conv_backward_4d_grad_output": (
         "conv_backward",

@@ -329,9 +329,9 @@ CONSTRUCTOR_ERRORS = [
     (
         "Conv3d",
         (2, 4, 3),
-        {"padding": "full"},
+        {"padding": "circular"},
         ValueError,
-        r"padding must be an int, a tuple of 3 ints, 'same' or 'valid', got 'full'",
+        r"padding must be an int, a tuple of 3 ints, 'same', 'valid' or 'full', got 'circular'",
     ),
     (
         "Conv1d",
@@ -349,7 +349,13 @@ CONSTRUCTOR_ERRORS = [
     ),
     ("Conv1d", (0, 4, 3), {}, ValueError, r"in_channels must be a positive int, got 0"),
     ("Conv1d", (2, 4, 3), {"bias": 1}, TypeError, r"bias must be True or False, got 1"),
-    ("Conv3d", (2, 4, 3), {"dtype": np.int64}, TypeError, r"dtype must be a real floating dtype"),
+    (
+        "Conv3d",
+        (2, 4, 3),
+        {"dtype": np.int64},
+        TypeError,
+        r"dtype must be a real or complex floating dtype",
+    ),
     ("ConvTranspose3d", (2, 4, 0), {}, ValueError, r"kernel_size must be positive, got 0"),
     (
         "ConvTranspose3d",

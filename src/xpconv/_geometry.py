@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 SizeArg = int | tuple[int, ...]
-PaddingArg = int | tuple[int, ...] | Literal["same", "valid"]
+PaddingArg = int | tuple[int, ...] | Literal["same", "valid", "full"]
 Pads = tuple[tuple[int, int], ...]
 
 _AXIS_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
@@ -94,16 +94,17 @@ def positive_int(value: object, name: str) -> int:
 
 
 def _padding_words(rank: int) -> str:
-    return f"padding must be an int, {_tuple_words(rank)}, 'same' or 'valid'"
+    return f"padding must be an int, {_tuple_words(rank)}, 'same', 'valid' or 'full'"
 
 
 def normalize_padding(padding: object, rank: int) -> PaddingArg:
-    """``'same'``, ``'valid'`` or a ``rank``-tuple of amounts; hashable and checked."""
+    """``'same'``, ``'valid'``, ``'full'`` or a ``rank``-tuple of amounts; hashable and checked."""
     if isinstance(padding, str):
-        if padding not in ("same", "valid"):
-            msg = f"{_padding_words(rank)}, got {padding!r}"
-            raise ValueError(msg)
-        return "same" if padding == "same" else "valid"
+        for name in ("same", "valid", "full"):
+            if padding == name:
+                return name
+        msg = f"{_padding_words(rank)}, got {padding!r}"
+        raise ValueError(msg)
     return as_tuple(padding, "padding", rank, minimum=0)
 
 
@@ -132,6 +133,10 @@ def resolve_padding(
             return ((0, 0),) * rank
         if padding == "same":
             return tuple(map(_same_padding, in_size, kernel, stride, dilation))
+        if padding == "full":
+            # Every window that overlaps the input at all: the 'full' convolution
+            # of signal processing (numpy.convolve's mode='full').
+            return tuple((d * (k - 1), d * (k - 1)) for k, d in zip(kernel, dilation, strict=True))
         msg = f"{_padding_words(rank)}, got {padding!r}"
         raise ValueError(msg)
     return tuple((p, p) for p in as_tuple(padding, "padding", rank, minimum=0))

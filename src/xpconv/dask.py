@@ -45,7 +45,15 @@ import dask.array as da
 from dask.base import tokenize
 
 from xpconv._backend import namespace_of
-from xpconv._geometry import ConvGeometry, PaddingArg, SizeArg, conv_geometry, input_layout
+from xpconv._geometry import (
+    ConvGeometry,
+    PaddingArg,
+    SizeArg,
+    conv_geometry,
+    input_layout,
+    spatial_names,
+)
+from xpconv._padding import check_mode, check_pads
 from xpconv._threads import explicit_thread_limit, thread_limit
 from xpconv._workspace import explicit_limit, workspace_limit
 from xpconv.functional import ConvGradients
@@ -145,7 +153,12 @@ def _check(
         listed = ", ".join(f"{n}: {d}" for n, d in dtypes.items())
         msg = f"arrays must share one dtype, got {listed}; cast them with astype first"
         raise TypeError(msg)
-    geom = conv_geometry(tuple(x.shape), tuple(weight.shape), **conv_args)
+    geometry_args = {k: v for k, v in conv_args.items() if k != "padding_mode"}
+    geom = conv_geometry(tuple(x.shape), tuple(weight.shape), **geometry_args)
+    # A pad too large for the padding mode fails here, before any task runs.
+    mode = check_mode(conv_args.get("padding_mode", "zeros"))
+    if mode != "zeros":
+        check_pads(mode, geom.in_size, geom.pad, spatial_names(geom.rank))
     if bias is not None and tuple(bias.shape) != (geom.out_channels,):
         msg = (
             f"bias must have shape ({geom.out_channels},) (one value per output channel), "
@@ -231,6 +244,7 @@ def conv(
     padding: PaddingArg = 0,
     dilation: SizeArg = 1,
     groups: int = 1,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> da.Array:
     """:func:`xpconv.conv` on a Dask array, one task per batch chunk, any rank.
@@ -245,7 +259,7 @@ def conv(
         NumPy or CuPy arrays of the same library and dtype as the blocks of
         `x`, or Dask arrays (merged into one chunk). The spatial rank is
         ``weight.ndim - 2``.
-    stride, padding, dilation, groups
+    stride, padding, dilation, groups, padding_mode
         As for :func:`xpconv.conv`.
     xp : namespace, optional
         Accepted for signature compatibility; unused (the blocks' library is used).
@@ -270,6 +284,7 @@ def conv(
         "padding": padding,
         "dilation": dilation,
         "groups": groups,
+        "padding_mode": padding_mode,
     }
     if x.ndim == weight.ndim - 1:  # unbatched
         return conv(x[None, ...], weight, bias, **conv_args)[0]
@@ -307,6 +322,7 @@ def conv_backward(
     dilation: SizeArg = 1,
     groups: int = 1,
     bias: bool = True,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> ConvGradients:
     """:func:`xpconv.conv_backward` on Dask arrays, one task per batch chunk, any rank.
@@ -320,7 +336,7 @@ def conv_backward(
         The forward pass's input.
     weight : array
         NumPy/CuPy array or Dask array, as for :func:`conv`.
-    stride, padding, dilation, groups, bias
+    stride, padding, dilation, groups, bias, padding_mode
         As for :func:`xpconv.conv_backward`.
     xp : namespace, optional
         Accepted for signature compatibility; unused.
@@ -340,6 +356,7 @@ def conv_backward(
         "padding": padding,
         "dilation": dilation,
         "groups": groups,
+        "padding_mode": padding_mode,
     }
     if x.ndim == weight.ndim - 1:  # unbatched
         grads = conv_backward(grad_output[None, ...], x[None, ...], weight, bias=bias, **conv_args)
@@ -487,6 +504,7 @@ class BlockwiseConv:
             "padding": layer.padding,
             "dilation": layer.dilation,
             "groups": layer.groups,
+            "padding_mode": getattr(layer, "padding_mode", "zeros"),
         }
 
     def forward(self, x: da.Array) -> da.Array:

@@ -42,6 +42,7 @@ from xpconv._geometry import (
     window_geometry,
 )
 from xpconv._im2col import col2im, im2col
+from xpconv._padding import check_mode, explicit_padding, pad_adjoint, zeros_only
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -270,18 +271,21 @@ def _conv(
     bias: Array | None,
     rank: int | None,
     xp: Any,
+    padding_mode: str,
     **conv_args: Any,
 ) -> Array:
     op = _op_name("conv", rank)
+    mode = check_mode(padding_mode)
     if (blockwise := _blockwise(x)) is not None:
         _check_blockwise(op, rank, xp, conv_args, x=x, weight=weight, bias=bias)
-        return blockwise.conv(x, weight, bias, **conv_args)
+        return blockwise.conv(x, weight, bias, padding_mode=mode, **conv_args)
     xp, (x, weight, bias), dtype = _check_arrays(xp, x=x, weight=weight, bias=bias)
     rank = _kernel_rank(weight, op, rank)
     xb, unbatched = _batched(x, rank, xp, op)
     geom = conv_geometry(tuple(xb.shape), tuple(weight.shape), **conv_args)
     _check_channels(geom, op)
     _check_bias(bias, geom.out_channels)
+    xb, geom = explicit_padding(xb, geom, mode, xp)
     _engine.check_fits(geom.output_shape, itemsize(x.dtype, xp), x, f"{op}'s output")
     with quiet_float_errors(xb):
         y = _engine.forward(xb, weight, bias, _engine.plan(geom, xb, xp), xp)
@@ -298,6 +302,7 @@ def conv(
     padding: PaddingArg = 0,
     dilation: SizeArg = 1,
     groups: int = 1,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> Array:
     """Convolution (cross-correlation) over any number of spatial dimensions.
@@ -318,14 +323,25 @@ def conv(
         Shape (O,). Added to every output position of its channel.
     stride, dilation : int or tuple of D ints, optional
         Step between windows and between kernel taps; positive.
-    padding : int, tuple of D ints, 'valid' or 'same', optional
-        Zeros added on both sides of each spatial axis. ``'same'`` gives an
+    padding : int, tuple of D ints, 'valid', 'same' or 'full', optional
+        Values added on both sides of each spatial axis. ``'same'`` gives an
         output of size ``ceil(size / stride)`` along each axis
-        (TensorFlow/JAX rule, the odd zero at the end), which for stride 1 is
-        PyTorch's ``padding='same'``.
+        (TensorFlow/JAX rule, the odd value at the end), which for stride 1 is
+        PyTorch's ``padding='same'``. ``'full'`` pads ``dilation*(kernel-1)``
+        on each side: every window that overlaps the input (the 'full'
+        convolution of signal processing).
     groups : int, optional
         Split channels into `groups` independent convolutions (``groups == C``
         is a depthwise convolution).
+    padding_mode : {'zeros', 'reflect', 'replicate', 'circular', 'symmetric'}, optional
+        What the padding holds: zeros (the default); the input mirrored
+        without repeating the edge (``'reflect'``, PyTorch's and
+        ``numpy.pad``'s) or with it (``'symmetric'``, ``numpy.pad``'s); the
+        edge value repeated (``'replicate'``); or the input wrapped around
+        (``'circular'``). ``'reflect'`` needs a padding smaller than the
+        input size, ``'symmetric'`` and ``'circular'`` at most the size.
+        :func:`conv_backward` with the same mode folds the gradient of the
+        padding back onto the input.
     xp : namespace, optional
         The array API namespace (or the library module, such as ``torch``);
         inferred from the inputs by default.
@@ -341,7 +357,8 @@ def conv(
     ValueError
         Wrong ranks, a tuple of the wrong length, channel/group mismatch,
         kernel larger than the padded input, non-positive stride or dilation,
-        negative padding, unknown padding string, arrays on different devices.
+        negative padding, unknown padding string or mode, a padding too large
+        for the mode, arrays on different devices.
     TypeError
         Arrays from different libraries, different dtypes, non-floating
         dtypes, non-integer sizes, an `xp` that is not the arrays' namespace.
@@ -359,9 +376,24 @@ def conv(
     (1, 2, 2, 2, 2, 2)
     >>> float(xpconv.conv(x, w)[0, 0, 0, 0, 0, 0])   # 2**4 ones
     16.0
+
+    A padding mode: a 1-tap kernel returns the padded signal.
+
+    >>> signal = np.arange(1.0, 5.0).reshape(1, 1, 4)
+    >>> xpconv.conv(signal, np.ones((1, 1, 1)), padding=2, padding_mode="reflect")
+    array([[[3., 2., 1., 2., 3., 4., 3., 2.]]])
     """
     return _conv(
-        x, weight, bias, None, xp, stride=stride, padding=padding, dilation=dilation, groups=groups
+        x,
+        weight,
+        bias,
+        None,
+        xp,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        padding_mode=padding_mode,
     )
 
 
@@ -375,6 +407,7 @@ def conv1d(
     padding: PaddingArg = 0,
     dilation: SizeArg = 1,
     groups: int = 1,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> Array:
     """1-D convolution, like ``torch.nn.functional.conv1d``: :func:`conv` for signals.
@@ -390,7 +423,16 @@ def conv1d(
     array([[[3., 9.]]])
     """
     return _conv(
-        x, weight, bias, 1, xp, stride=stride, padding=padding, dilation=dilation, groups=groups
+        x,
+        weight,
+        bias,
+        1,
+        xp,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        padding_mode=padding_mode,
     )
 
 
@@ -404,6 +446,7 @@ def conv2d(
     padding: PaddingArg = 0,
     dilation: SizeArg = 1,
     groups: int = 1,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> Array:
     """2-D convolution, like ``torch.nn.functional.conv2d``: :func:`conv` for images.
@@ -422,7 +465,16 @@ def conv2d(
            [42., 50.]])
     """
     return _conv(
-        x, weight, bias, 2, xp, stride=stride, padding=padding, dilation=dilation, groups=groups
+        x,
+        weight,
+        bias,
+        2,
+        xp,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        padding_mode=padding_mode,
     )
 
 
@@ -436,6 +488,7 @@ def conv3d(
     padding: PaddingArg = 0,
     dilation: SizeArg = 1,
     groups: int = 1,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> Array:
     """3-D convolution, like ``torch.nn.functional.conv3d``: :func:`conv` for volumes.
@@ -452,7 +505,16 @@ def conv3d(
     ((2, 4, 8, 8, 8), 81.0)
     """
     return _conv(
-        x, weight, bias, 3, xp, stride=stride, padding=padding, dilation=dilation, groups=groups
+        x,
+        weight,
+        bias,
+        3,
+        xp,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        padding_mode=padding_mode,
     )
 
 
@@ -466,15 +528,19 @@ def _conv_backward(
     rank: int | None,
     bias: bool,
     xp: Any,
+    padding_mode: str,
     **conv_args: Any,
 ) -> ConvGradients:
     op = _op_name("conv", rank)
+    mode = check_mode(padding_mode)
     if not isinstance(bias, bool):
         msg = f"bias must be True or False (whether to compute dL/db), got {bias!r}"
         raise TypeError(msg)
     if (blockwise := _blockwise(x)) is not None:
         _check_blockwise(op, rank, xp, conv_args, grad_output=grad_output, x=x, weight=weight)
-        return blockwise.conv_backward(grad_output, x, weight, bias=bias, **conv_args)
+        return blockwise.conv_backward(
+            grad_output, x, weight, bias=bias, padding_mode=mode, **conv_args
+        )
     xp, (grad_output, x, weight), dtype = _check_arrays(
         xp, grad_output=grad_output, x=x, weight=weight
     )
@@ -485,6 +551,10 @@ def _conv_backward(
     geom = conv_geometry(tuple(xb.shape), tuple(weight.shape), **conv_args)
     _check_channels(geom, op)
     _check_grad_output(grad_output, geom, op, unbatched=unbatched)
+    # A padding mode: the engine sees the padded input with padding 0 and
+    # its input gradient is folded back by the adjoint of the padding.
+    pads = geom.pad
+    xb, geom = explicit_padding(xb, geom, mode, xp)
     route = _engine.plan(geom, xb, xp)
     with quiet_float_errors(xb):
         # The weight gradient first: its columns (with a row of ones for the
@@ -493,6 +563,8 @@ def _conv_backward(
         # convention): the passes are bilinear, so x and W enter conjugated.
         grad_w, grad_b = _engine.weight_grad(gy, _conj(xb, xp), route, xp, bias=bias)
         grad_x = _engine.input_grad(gy, _conj(weight, xp), route, xp)
+        if mode != "zeros":
+            grad_x = pad_adjoint(grad_x, pads, mode, xp)
     grads = (grad_x[0, ...] if unbatched else grad_x, grad_w, grad_b)
     return ConvGradients(*(_narrow(g, dtype, xp) for g in grads))
 
@@ -508,6 +580,7 @@ def conv_backward(
     dilation: SizeArg = 1,
     groups: int = 1,
     bias: bool = True,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> ConvGradients:
     """Gradients of :func:`conv` with respect to its input, weight and bias, any rank.
@@ -518,8 +591,10 @@ def conv_backward(
         dL/dy, the shape of ``conv(x, weight, ...)``.
     x, weight : array
         The arrays the forward pass was called with.
-    stride, padding, dilation, groups
-        The forward pass's arguments.
+    stride, padding, dilation, groups, padding_mode
+        The forward pass's arguments. With a `padding_mode` other than
+        ``'zeros'``, the gradient of each padded value is added to the input
+        value it was copied from.
     bias : bool, optional
         Whether to compute the bias gradient (``None`` in the result otherwise).
     xp : namespace, optional
@@ -529,7 +604,10 @@ def conv_backward(
     -------
     ConvGradients
         Named tuple ``(input, weight, bias)`` with the shapes of `x`, `weight`
-        and ``(O,)``.
+        and ``(O,)``. For complex arrays these are the adjoints (what
+        PyTorch's autograd returns): ``input = A^H grad_output`` for the
+        linear map ``A`` from the input to the output, and likewise for the
+        weight.
 
     Raises
     ------
@@ -569,6 +647,7 @@ def conv_backward(
         padding=padding,
         dilation=dilation,
         groups=groups,
+        padding_mode=padding_mode,
     )
 
 
@@ -583,6 +662,7 @@ def conv1d_backward(
     dilation: SizeArg = 1,
     groups: int = 1,
     bias: bool = True,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> ConvGradients:
     """Gradients of :func:`conv1d`: :func:`conv_backward` with the rank checked.
@@ -606,6 +686,7 @@ def conv1d_backward(
         padding=padding,
         dilation=dilation,
         groups=groups,
+        padding_mode=padding_mode,
     )
 
 
@@ -620,6 +701,7 @@ def conv2d_backward(
     dilation: SizeArg = 1,
     groups: int = 1,
     bias: bool = True,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> ConvGradients:
     """Gradients of :func:`conv2d`: :func:`conv_backward` with the rank checked.
@@ -647,6 +729,7 @@ def conv2d_backward(
         padding=padding,
         dilation=dilation,
         groups=groups,
+        padding_mode=padding_mode,
     )
 
 
@@ -661,6 +744,7 @@ def conv3d_backward(
     dilation: SizeArg = 1,
     groups: int = 1,
     bias: bool = True,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> ConvGradients:
     """Gradients of :func:`conv3d`: :func:`conv_backward` with the rank checked.
@@ -685,6 +769,7 @@ def conv3d_backward(
         padding=padding,
         dilation=dilation,
         groups=groups,
+        padding_mode=padding_mode,
     )
 
 
@@ -697,9 +782,11 @@ def _conv_transpose(
     bias: Array | None,
     rank: int | None,
     xp: Any,
+    padding_mode: str,
     **conv_args: Any,
 ) -> Array:
     op = _op_name("conv_transpose", rank)
+    zeros_only(padding_mode, op)
     xp, (x, weight, bias), dtype = _check_arrays(xp, x=x, weight=weight, bias=bias)
     rank = _kernel_rank(weight, op, rank, transposed=True)
     xb, unbatched = _batched(x, rank, xp, op)
@@ -736,6 +823,10 @@ _TRANSPOSE_DOC = """Transposed convolution{what}, as ``torch.nn.functional.conv_
         be smaller than either stride or dilation.
     groups : int, optional
         Number of channel groups.
+    padding_mode : 'zeros', optional
+        Only ``'zeros'``, as in PyTorch: the padding of a transposed
+        convolution removes output values rather than adding input values.
+        Any other mode is a ValueError.
     xp : namespace, optional
         The array API namespace; inferred by default.
 
@@ -769,6 +860,7 @@ def conv_transpose(
     output_padding: SizeArg = 0,
     dilation: SizeArg = 1,
     groups: int = 1,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> Array:
     return _conv_transpose(
@@ -782,6 +874,7 @@ def conv_transpose(
         output_padding=output_padding,
         dilation=dilation,
         groups=groups,
+        padding_mode=padding_mode,
     )
 
 
@@ -796,6 +889,7 @@ def conv_transpose1d(
     output_padding: SizeArg = 0,
     dilation: SizeArg = 1,
     groups: int = 1,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> Array:
     return _conv_transpose(
@@ -809,6 +903,7 @@ def conv_transpose1d(
         output_padding=output_padding,
         dilation=dilation,
         groups=groups,
+        padding_mode=padding_mode,
     )
 
 
@@ -823,6 +918,7 @@ def conv_transpose2d(
     output_padding: SizeArg = 0,
     dilation: SizeArg = 1,
     groups: int = 1,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> Array:
     return _conv_transpose(
@@ -836,6 +932,7 @@ def conv_transpose2d(
         output_padding=output_padding,
         dilation=dilation,
         groups=groups,
+        padding_mode=padding_mode,
     )
 
 
@@ -850,6 +947,7 @@ def conv_transpose3d(
     output_padding: SizeArg = 0,
     dilation: SizeArg = 1,
     groups: int = 1,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> Array:
     return _conv_transpose(
@@ -863,6 +961,7 @@ def conv_transpose3d(
         output_padding=output_padding,
         dilation=dilation,
         groups=groups,
+        padding_mode=padding_mode,
     )
 
 
@@ -924,6 +1023,7 @@ def conv_transpose_backward(
     dilation: SizeArg = 1,
     groups: int = 1,
     bias: bool = True,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> ConvGradients:
     """Gradients of :func:`conv_transpose` (any rank) with respect to its input, weight and bias.
@@ -939,8 +1039,8 @@ def conv_transpose_backward(
         dL/dy, the shape of ``conv_transpose(x, weight, ...)``.
     x, weight : array
         The arrays the forward pass was called with.
-    stride, padding, output_padding, dilation, groups
-        The forward pass's arguments.
+    stride, padding, output_padding, dilation, groups, padding_mode
+        The forward pass's arguments (`padding_mode` is ``'zeros'`` only).
     bias : bool, optional
         Whether to compute the bias gradient (``None`` in the result otherwise).
     xp : namespace, optional
@@ -962,6 +1062,7 @@ def conv_transpose_backward(
     (array([[[3., 3.]]]), array([[[2., 2., 2.]]]), array([5.]))
     """
     op = "conv_transpose_backward"
+    zeros_only(padding_mode, op)
     xp, (grad_output, x, weight), dtype = _check_arrays(
         xp, grad_output=grad_output, x=x, weight=weight
     )

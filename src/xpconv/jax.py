@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from xpconv._geometry import PaddingArg, SizeArg, as_tuple, normalize_padding, positive_int
+from xpconv._padding import check_mode
 from xpconv.functional import conv as _core_conv
 from xpconv.functional import conv_backward
 
@@ -42,8 +43,13 @@ Sizes = tuple[int, ...]
 
 
 def _static_args(
-    rank: int, stride: object, padding: object, dilation: object, groups: object
-) -> tuple[Sizes, PaddingArg, Sizes, int]:
+    rank: int,
+    stride: object,
+    padding: object,
+    dilation: object,
+    groups: object,
+    padding_mode: object,
+) -> tuple[Sizes, PaddingArg, Sizes, int, str]:
     """Hashable, normalised versions of the non-differentiable arguments.
 
     ``custom_vjp`` and ``jax.jit`` need hashable static values; a list such as
@@ -54,10 +60,11 @@ def _static_args(
         normalize_padding(padding, rank),
         as_tuple(dilation, "dilation", rank, minimum=1),
         positive_int(groups, "groups"),
+        check_mode(padding_mode),
     )
 
 
-_STATIC = ("stride", "padding", "dilation", "groups")
+_STATIC = ("stride", "padding", "dilation", "groups", "padding_mode")
 
 # The core runs inside jax.jit: compiled once per shape, and every argument is
 # a tracer there, so a traced input next to a concrete weight (jit with closed-
@@ -75,6 +82,7 @@ def _backward(
     padding: PaddingArg,
     dilation: Sizes,
     groups: int,
+    padding_mode: str,
     bias: bool,
 ) -> tuple[Array, Array, Array | None]:
     grads = conv_backward(
@@ -85,12 +93,13 @@ def _backward(
         padding=padding,
         dilation=dilation,
         groups=groups,
+        padding_mode=padding_mode,
         bias=bias,
     )
     return grads.input, grads.weight, grads.bias
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6))
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6, 7))
 def _conv(
     x: Array,
     weight: Array,
@@ -99,9 +108,17 @@ def _conv(
     padding: PaddingArg,
     dilation: Sizes,
     groups: int,
+    padding_mode: str,
 ) -> Array:
     return _forward(
-        x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups
+        x,
+        weight,
+        bias,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        padding_mode=padding_mode,
     )
 
 
@@ -113,8 +130,9 @@ def _conv_fwd(
     padding: PaddingArg,
     dilation: Sizes,
     groups: int,
+    padding_mode: str,
 ) -> tuple[Array, tuple[Array, Array, Array | None]]:
-    y = _conv(x, weight, bias, stride, padding, dilation, groups)
+    y = _conv(x, weight, bias, stride, padding, dilation, groups, padding_mode)
     # bias is kept only to know whether it exists (a pytree: None or an array).
     return y, (x, weight, bias)
 
@@ -124,11 +142,17 @@ def _conv_bwd(
     padding: PaddingArg,
     dilation: Sizes,
     groups: int,
+    padding_mode: str,
     residuals: tuple[Array, Array, Array | None],
     grad_output: Array,
 ) -> tuple[Array, Array, Array | None]:
     x, weight, bias = residuals
-    return _backward(
+    # JAX's VJP of a complex-linear map A is the transpose A^T c; xpconv's
+    # backward, like torch's, is the adjoint A^H c. A^T c = conj(A^H conj(c)).
+    is_complex = jnp.iscomplexobj(grad_output)
+    if is_complex:
+        grad_output = jnp.conj(grad_output)
+    grads = _backward(
         grad_output,
         x,
         weight,
@@ -136,8 +160,12 @@ def _conv_bwd(
         padding=padding,
         dilation=dilation,
         groups=groups,
+        padding_mode=padding_mode,
         bias=bias is not None,
     )
+    if is_complex:
+        return tuple(None if g is None else jnp.conj(g) for g in grads)  # type: ignore[return-value]
+    return grads
 
 
 _conv.defvjp(_conv_fwd, _conv_bwd)
@@ -176,6 +204,7 @@ def conv(
     padding: PaddingArg = 0,
     dilation: SizeArg = 1,
     groups: int = 1,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> Array:
     """:func:`xpconv.conv` for JAX (any rank), differentiated with :func:`xpconv.conv_backward`.
@@ -188,7 +217,7 @@ def conv(
     x, weight, bias : array
         As for :func:`xpconv.conv`. Anything ``jax.numpy.asarray`` accepts
         (NumPy arrays included) is converted to a JAX array first.
-    stride, padding, dilation, groups
+    stride, padding, dilation, groups, padding_mode
         As for :func:`xpconv.conv`. They are static: Python values, not
         traced arrays.
     xp : namespace, optional
@@ -211,7 +240,9 @@ def conv(
     xpconv's backward, also under ``jax.jit`` and ``jax.vmap``. Forward mode
     (``jax.jvp``, ``jax.jacfwd``) is not available for a ``custom_vjp``
     function; use :func:`xpconv.conv` itself, which JAX differentiates
-    through its array operations, when you need it.
+    through its array operations, when you need it. For complex arrays the
+    VJP follows JAX's convention (the transpose of the linear map, as
+    ``jax.lax.conv_general_dilated`` has it), not torch's (the adjoint).
 
     Examples
     --------
@@ -222,7 +253,16 @@ def conv(
     [[4.0, 4.0], [4.0, 4.0]]
     """
     return _apply(
-        x, weight, bias, None, xp, stride=stride, padding=padding, dilation=dilation, groups=groups
+        x,
+        weight,
+        bias,
+        None,
+        xp,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        padding_mode=padding_mode,
     )
 
 
@@ -236,11 +276,21 @@ def conv1d(
     padding: PaddingArg = 0,
     dilation: SizeArg = 1,
     groups: int = 1,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> Array:
     """:func:`conv` for signals (N, C, L)."""
     return _apply(
-        x, weight, bias, 1, xp, stride=stride, padding=padding, dilation=dilation, groups=groups
+        x,
+        weight,
+        bias,
+        1,
+        xp,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        padding_mode=padding_mode,
     )
 
 
@@ -254,6 +304,7 @@ def conv2d(
     padding: PaddingArg = 0,
     dilation: SizeArg = 1,
     groups: int = 1,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> Array:
     """:func:`conv` for images (N, C, H, W).
@@ -267,7 +318,16 @@ def conv2d(
     [[4.0, 4.0], [4.0, 4.0]]
     """
     return _apply(
-        x, weight, bias, 2, xp, stride=stride, padding=padding, dilation=dilation, groups=groups
+        x,
+        weight,
+        bias,
+        2,
+        xp,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        padding_mode=padding_mode,
     )
 
 
@@ -281,9 +341,19 @@ def conv3d(
     padding: PaddingArg = 0,
     dilation: SizeArg = 1,
     groups: int = 1,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> Array:
     """:func:`conv` for volumes (N, C, D, H, W)."""
     return _apply(
-        x, weight, bias, 3, xp, stride=stride, padding=padding, dilation=dilation, groups=groups
+        x,
+        weight,
+        bias,
+        3,
+        xp,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        padding_mode=padding_mode,
     )

@@ -28,6 +28,7 @@ from xpconv._geometry import (
     normalize_padding,
     positive_int,
 )
+from xpconv._padding import check_mode, zeros_only
 from xpconv._state import Stateful
 from xpconv.functional import (
     conv1d,
@@ -98,8 +99,8 @@ class _Conv(Stateful):
         self.dtype = (
             default_float_dtype(self.xp, device) if dtype is None else resolve_dtype(dtype, self.xp)
         )
-        if not self.xp.isdtype(self.dtype, "real floating"):
-            msg = f"dtype must be a real floating dtype, got {dtype!r}"
+        if not self.xp.isdtype(self.dtype, ("real floating", "complex floating")):
+            msg = f"dtype must be a real or complex floating dtype, got {dtype!r}"
             raise TypeError(msg)
         self._init_parameters(bias, rng)
         self.grad_weight: Array | None = None
@@ -113,8 +114,15 @@ class _Conv(Stateful):
         channels = (c, o // g) if self.transposed else (o, c // g)
         shape = (*channels, *self.kernel_size)
         bound = 1.0 / math.sqrt(math.prod(shape[1:]))
-        self.weight = self._param(random_uniform(rng, -bound, bound, shape))
-        self.bias = self._param(random_uniform(rng, -bound, bound, (o,))) if bias else None
+        self.weight = self._param(self._uniform(rng, bound, shape))
+        self.bias = self._param(self._uniform(rng, bound, (o,))) if bias else None
+
+    def _uniform(self, rng: Any, bound: float, shape: tuple[int, ...]) -> Any:
+        """U(-bound, bound) samples; for a complex dtype real and imaginary parts each, as torch."""
+        real = random_uniform(rng, -bound, bound, shape)
+        if self.xp.isdtype(self.dtype, "complex floating"):
+            return real + 1j * random_uniform(rng, -bound, bound, shape)
+        return real
 
     def _param(self, values: Any) -> Array:
         try:
@@ -175,7 +183,8 @@ class _Conv(Stateful):
         return [self.weight] if self.bias is None else [self.weight, self.bias]
 
     def _extra_repr(self) -> str:
-        return ""
+        mode = getattr(self, "padding_mode", "zeros")
+        return "" if mode == "zeros" else f"padding_mode={mode!r}, "
 
     def __repr__(self) -> str:
         return (
@@ -199,12 +208,14 @@ class _ConvNd(_Conv):
         dilation: SizeArg = 1,
         groups: int = 1,
         bias: bool = True,
+        padding_mode: str = "zeros",
         *,
         xp: Any = None,
         device: Any = None,
         dtype: Any = None,
         rng: Any = None,
     ) -> None:
+        self.padding_mode = check_mode(padding_mode)
         super().__init__(
             in_channels,
             out_channels,
@@ -227,6 +238,7 @@ class _ConvNd(_Conv):
             "padding": self.padding,
             "dilation": self.dilation,
             "groups": self.groups,
+            "padding_mode": self.padding_mode,
         }
 
     def forward(self, x: Array) -> Array:
@@ -267,12 +279,15 @@ class _ConvTransposeNd(_Conv):
         groups: int = 1,
         bias: bool = True,
         dilation: SizeArg = 1,
+        padding_mode: str = "zeros",
         *,
         xp: Any = None,
         device: Any = None,
         dtype: Any = None,
         rng: Any = None,
     ) -> None:
+        zeros_only(padding_mode, type(self).__name__)
+        self.padding_mode = "zeros"
         if isinstance(padding, str):
             name = type(self).__name__
             msg = f"padding must be an int or a tuple of ints for {name}, got {padding!r}"
@@ -346,7 +361,9 @@ _LAYER_DOC = """A {rank}-D {what} layer with explicit backward, like ``torch.nn.
         Device for the parameters, in the library's own terms.
     dtype : optional
         Parameter dtype; by default the library's default real floating dtype
-        (float64 for NumPy, float32 for torch and JAX).
+        (float64 for NumPy, float32 for torch and JAX). Complex dtypes draw
+        the real and imaginary parts each from the initial distribution, as
+        PyTorch does; half precision (float16, bfloat16) computes in float32.
     rng : int or numpy.random.Generator, optional
         Seed for the initialisation. The same seed gives the same weights on
         every backend.
@@ -396,9 +413,9 @@ def _layer_doc(rank: int, *, transposed: bool, x: tuple[int, ...], y: tuple[int,
         torch=name,
         tuple_words=_TUPLE_WORDS[rank],
         positional=(
-            "stride, padding, output_padding, groups, bias, dilation"
+            "stride, padding, output_padding, groups, bias, dilation, padding_mode"
             if transposed
-            else "stride, padding, dilation, groups, bias"
+            else "stride, padding, dilation, groups, bias, padding_mode"
         ),
         function=f"conv_transpose{rank}d" if transposed else f"conv{rank}d",
         weight_shape=weight,

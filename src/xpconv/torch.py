@@ -127,6 +127,7 @@ def conv(
     padding: PaddingArg = 0,
     dilation: SizeArg = 1,
     groups: int = 1,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> torch.Tensor:
     """:func:`xpconv.conv` on torch tensors (any rank), differentiable by ``torch.autograd``.
@@ -138,7 +139,7 @@ def conv(
     ----------
     x, weight, bias : torch.Tensor
         As for :func:`xpconv.conv`; any may have ``requires_grad=True``.
-    stride, padding, dilation, groups
+    stride, padding, dilation, groups, padding_mode
         As for :func:`xpconv.conv`.
     xp : namespace, optional
         Accepted for signature compatibility with :func:`xpconv.conv`; must be
@@ -165,7 +166,16 @@ def conv(
             [4., 4.]])
     """
     return _apply(
-        x, weight, bias, None, xp, stride=stride, padding=padding, dilation=dilation, groups=groups
+        x,
+        weight,
+        bias,
+        None,
+        xp,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        padding_mode=padding_mode,
     )
 
 
@@ -179,11 +189,21 @@ def conv1d(
     padding: PaddingArg = 0,
     dilation: SizeArg = 1,
     groups: int = 1,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> torch.Tensor:
     """:func:`conv` for signals (N, C, L), like ``torch.nn.functional.conv1d``."""
     return _apply(
-        x, weight, bias, 1, xp, stride=stride, padding=padding, dilation=dilation, groups=groups
+        x,
+        weight,
+        bias,
+        1,
+        xp,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        padding_mode=padding_mode,
     )
 
 
@@ -197,6 +217,7 @@ def conv2d(
     padding: PaddingArg = 0,
     dilation: SizeArg = 1,
     groups: int = 1,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> torch.Tensor:
     """:func:`conv` for images (N, C, H, W), like ``torch.nn.functional.conv2d``.
@@ -212,7 +233,16 @@ def conv2d(
             [4., 4.]])
     """
     return _apply(
-        x, weight, bias, 2, xp, stride=stride, padding=padding, dilation=dilation, groups=groups
+        x,
+        weight,
+        bias,
+        2,
+        xp,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        padding_mode=padding_mode,
     )
 
 
@@ -226,11 +256,21 @@ def conv3d(
     padding: PaddingArg = 0,
     dilation: SizeArg = 1,
     groups: int = 1,
+    padding_mode: str = "zeros",
     xp: Any = None,
 ) -> torch.Tensor:
     """:func:`conv` for volumes (N, C, D, H, W), like ``torch.nn.functional.conv3d``."""
     return _apply(
-        x, weight, bias, 3, xp, stride=stride, padding=padding, dilation=dilation, groups=groups
+        x,
+        weight,
+        bias,
+        3,
+        xp,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        padding_mode=padding_mode,
     )
 
 
@@ -250,6 +290,7 @@ class _ConvModule(torch.nn.Module):
         dilation: SizeArg = 1,
         groups: int = 1,
         bias: bool = True,
+        padding_mode: str = "zeros",
         device: Any = None,
         dtype: Any = None,
         rng: Any = None,
@@ -264,6 +305,7 @@ class _ConvModule(torch.nn.Module):
             dilation=dilation,
             groups=groups,
             bias=bias,
+            padding_mode=padding_mode,
             xp=torch,
             device=device,
             dtype=torch.get_default_dtype() if dtype is None else dtype,
@@ -273,6 +315,7 @@ class _ConvModule(torch.nn.Module):
         self.kernel_size = core.kernel_size
         self.stride, self.padding = core.stride, core.padding
         self.dilation, self.groups = core.dilation, core.groups
+        self.padding_mode = core.padding_mode
         self.weight = torch.nn.Parameter(core.weight)
         if core.bias is None:
             self.register_parameter("bias", None)
@@ -290,13 +333,15 @@ class _ConvModule(torch.nn.Module):
             padding=self.padding,
             dilation=self.dilation,
             groups=self.groups,
+            padding_mode=self.padding_mode,
         )
 
     def extra_repr(self) -> str:
+        mode = "" if self.padding_mode == "zeros" else f", padding_mode={self.padding_mode!r}"
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
             f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}, "
-            f"groups={self.groups}, bias={self.bias is not None}"
+            f"groups={self.groups}, bias={self.bias is not None}{mode}"
         )
 
 
@@ -308,7 +353,7 @@ _MODULE_DOC = """``torch.nn.Module`` with :class:`xpconv.{name}`'s parameters an
 
     Parameters
     ----------
-    in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias
+    in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode
         As for :class:`xpconv.{name}`.
     device, dtype : optional
         Where and in which dtype the parameters live (``torch.get_default_dtype()``
