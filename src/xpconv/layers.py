@@ -169,6 +169,31 @@ class _Conv(Stateful):
             )
             raise TypeError(msg)
 
+    @property
+    def _conv_args(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def forward(self, x: Array) -> Array:
+        """Apply the layer to ``x``, shape ``(N, C_in, *spatial)``; remember it for backward."""
+        self._check_input(x)
+        y = self._function(x, self.weight, self.bias, **self._conv_args)
+        self._input = x
+        return y
+
+    __call__ = forward
+
+    def backward(self, grad_output: Array) -> Array:
+        """Set ``grad_weight``/``grad_bias`` from dL/dy and return dL/dx."""
+        grads = self._backward(
+            grad_output,
+            self._saved_input(),
+            self.weight,
+            bias=self.bias is not None,
+            **self._conv_args,
+        )
+        self.grad_weight, self.grad_bias = grads.weight, grads.bias
+        return grads.input
+
     def step(self, lr: float) -> None:
         """Plain SGD: ``param -= lr * grad`` for the weight and the bias."""
         if self.grad_weight is None:
@@ -241,27 +266,6 @@ class _ConvNd(_Conv):
             "padding_mode": self.padding_mode,
         }
 
-    def forward(self, x: Array) -> Array:
-        """Convolve ``x``, shape ``(N, C, *spatial)``, and remember it for :meth:`backward`."""
-        self._check_input(x)
-        y = self._function(x, self.weight, self.bias, **self._conv_args)
-        self._input = x
-        return y
-
-    __call__ = forward
-
-    def backward(self, grad_output: Array) -> Array:
-        """Set ``grad_weight``/``grad_bias`` from dL/dy and return dL/dx."""
-        grads = self._backward(
-            grad_output,
-            self._saved_input(),
-            self.weight,
-            bias=self.bias is not None,
-            **self._conv_args,
-        )
-        self.grad_weight, self.grad_bias = grads.weight, grads.bias
-        return grads.input
-
 
 class _ConvTransposeNd(_Conv):
     """A transposed convolution layer of rank :attr:`rank`."""
@@ -317,27 +321,6 @@ class _ConvTransposeNd(_Conv):
             "dilation": self.dilation,
             "groups": self.groups,
         }
-
-    def forward(self, x: Array) -> Array:
-        """Transposed convolution of ``x`` (``(N, C_in, *spatial)``); remembers it."""
-        self._check_input(x)
-        y = self._function(x, self.weight, self.bias, **self._conv_args)
-        self._input = x
-        return y
-
-    __call__ = forward
-
-    def backward(self, grad_output: Array) -> Array:
-        """Set ``grad_weight``/``grad_bias`` from dL/dy and return dL/dx."""
-        grads = self._backward(
-            grad_output,
-            self._saved_input(),
-            self.weight,
-            bias=self.bias is not None,
-            **self._conv_args,
-        )
-        self.grad_weight, self.grad_bias = grads.weight, grads.bias
-        return grads.input
 
     def _extra_repr(self) -> str:
         return f"output_padding={self.output_padding}, "
