@@ -105,7 +105,8 @@ def _library(x: Array) -> str:
 
 
 def _is(library: str, x: Array) -> bool:
-    return _library(x) == library
+    kind = _LIBRARY_OF_TYPE.get(type(x))  # inlined: this runs dozens of times a call
+    return (kind or _library(x)) == library
 
 
 @dataclass(frozen=True)
@@ -142,8 +143,9 @@ def capabilities(x: Array) -> Capabilities:
     )
 
 
+@functools.lru_cache(maxsize=64)
 def itemsize(dtype: Any, xp: Namespace) -> int:
-    """Bytes per element of a floating (real or complex) dtype."""
+    """Bytes per element of a floating (real or complex) dtype (asked several times a call)."""
     if xp.isdtype(dtype, "complex floating"):
         return 2 * (xp.finfo(dtype).bits // 8)
     return xp.finfo(dtype).bits // 8

@@ -151,6 +151,7 @@ class ConvGeometry:
     ``out_size`` the output of the forward convolution. A piece of the work
     (a :class:`xpconv._tiles.Tile`) has a geometry of its own: its samples,
     the padded input it reads (``pad`` all zero) and its share of the output.
+    The derived sizes are computed once per geometry (a call asks them often).
     """
 
     batch: int
@@ -164,41 +165,41 @@ class ConvGeometry:
     pad: Pads
     out_size: tuple[int, ...]
 
-    @property
+    @functools.cached_property
     def rank(self) -> int:
         """The number of spatial dimensions."""
         return len(self.in_size)
 
-    @property
+    @functools.cached_property
     def padded_size(self) -> tuple[int, ...]:
         return tuple(n + lo + hi for n, (lo, hi) in zip(self.in_size, self.pad, strict=True))
 
-    @property
+    @functools.cached_property
     def is_padded(self) -> bool:
         return any(lo or hi for lo, hi in self.pad)
 
-    @property
+    @functools.cached_property
     def kernel_volume(self) -> int:
         return math.prod(self.kernel)
 
-    @property
+    @functools.cached_property
     def out_volume(self) -> int:
         return math.prod(self.out_size)
 
-    @property
+    @functools.cached_property
     def column_rows(self) -> int:
         """Rows of the im2col columns: ``C * prod(kernel)`` (every group's)."""
         return self.in_channels * self.kernel_volume
 
-    @property
+    @functools.cached_property
     def input_shape(self) -> tuple[int, ...]:
         return (self.batch, self.in_channels, *self.in_size)
 
-    @property
+    @functools.cached_property
     def output_shape(self) -> tuple[int, ...]:
         return (self.batch, self.out_channels, *self.out_size)
 
-    @property
+    @functools.cached_property
     def weight_shape(self) -> tuple[int, ...]:
         return (self.out_channels, self.in_channels // self.groups, *self.kernel)
 
