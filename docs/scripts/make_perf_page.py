@@ -413,6 +413,49 @@ def floor_section(results_dir: Path) -> list[str]:
     return lines
 
 
+def release_section(results_dir: Path) -> list[str]:
+    """This tree against an earlier release (``benchmarks/release_ab.py``), if measured."""
+    lines: list[str] = []
+    for path in sorted((results_dir / "release-ab").glob("*.json")):
+        meta, rows = load(path)
+        lines += [
+            f"## Against the earlier release {meta.get('rev', '?')}",
+            "",
+            f"Source: `benchmarks/results/release-ab/{path.name}` "
+            f"(`benchmarks/release_ab.py`, {meta.get('rounds', '?')} rounds, NumPy "
+            f"{meta.get('numpy', '?')}, the machine's default threads). Both versions are "
+            "imported in one process and timed in turn, one forward + backward call each "
+            "per round (best of two), the order alternating; *this / previous* is the ratio "
+            "of the medians, *median of round ratios* the median of each round's ratio. "
+            "Layers of a few milliseconds move by several percent from run to run on a "
+            "shared machine.",
+            "",
+            *_table(
+                [
+                    "layer",
+                    "dtype",
+                    "previous ms",
+                    "this ms",
+                    "this / previous",
+                    "median of round ratios",
+                ],
+                [
+                    [
+                        r["layer"],
+                        r["dtype"],
+                        _fmt(r["previous_ms"]),
+                        _fmt(r["this_ms"]),
+                        _ratio(r["this_ms"], r["previous_ms"]),
+                        f"{r['median_pair_ratio']:.2f}",
+                    ]
+                    for r in rows
+                ],
+            ),
+            "",
+        ]
+    return lines
+
+
 def workspace_table(rows: list[Row]) -> list[str]:
     """For ``--also-workspace`` runs: the limited run against the run beside it,
     and its peak memory against the bound (arrays + limit) * 1.1."""
@@ -696,6 +739,7 @@ def render(results_dir: Path, image_dir: Path, image_url: str) -> str:
     for path in chosen + [p for p in reversed(files) if p not in chosen]:  # newest first
         lines += section(path, image_dir, image_url, seen=seen)
     lines += floor_section(results_dir)
+    lines += release_section(results_dir)
     lines += col2im_section(results_dir)
     return "\n".join(lines)
 
