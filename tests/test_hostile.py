@@ -9,6 +9,7 @@ silent wrong shape, or a run that eats the machine.
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from typing import Any
 
@@ -28,28 +29,51 @@ TORCH_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 
 def _torch_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, kw: dict) -> Any:
-    """PyTorch's forward and gradients (float64), or the exception it raises.
+    """PyTorch's forward and gradients (float64), the exception it raises, or None.
 
-    xpconv's one deliberate extension, 'same' at any stride, is given to
-    PyTorch as the explicit padding it stands for.
+    xpconv's deliberate extensions, 'same' at any stride and 'full', are
+    given to PyTorch as the explicit padding they stand for. None: padding so
+    large that PyTorch may materialise the padded input (its sizes are int64
+    products, which can also wrap around to a size that fits and is then
+    written: such a call once took the machine's memory); those calls are
+    left to xpconv alone (a result or a clear error).
     """
+    rank = w.ndim - 2
     try:
+        pairs = _explicit_padding(x, w, kw)
+        if pairs is not None:
+            padded = [s + lo + hi for s, (lo, hi) in zip(x.shape[2:], pairs, strict=True)]
+            if x.shape[0] * x.shape[1] * math.prod(padded) > 2**24:
+                return None
         xt = torch.tensor(x, requires_grad=True)
         wt = torch.tensor(w, requires_grad=True)
         bt = None if b is None else torch.tensor(b, requires_grad=True)
         xin = xt
-        if kw.get("padding") == "same" and kw.get("stride", 1) not in (1, (1,) * (w.ndim - 2)):
-            rank = w.ndim - 2
-            stride, dilation = (ref._ntuple(kw.get(k, 1), rank) for k in ("stride", "dilation"))
-            pairs = ref.padding_pairs("same", x.shape[2:], w.shape[2:], stride, dilation)
+        if isinstance(kw.get("padding"), str) and kw["padding"] in ("same", "full"):
+            assert pairs is not None
             xin = F.pad(xt, [p for pair in reversed(pairs) for p in pair])
             kw = {**kw, "padding": 0}
-        yt = TORCH_CONV[w.ndim - 2](xin, wt, bt, **kw)
+        yt = TORCH_CONV[rank](xin, wt, bt, **kw)
         yt.backward(torch.ones_like(yt))
     except Exception as error:
         return error
     grads = (xt.grad, wt.grad, None if bt is None else bt.grad)
     return yt.detach().numpy(), *(None if g is None else g.numpy() for g in grads)
+
+
+def _explicit_padding(x: np.ndarray, w: np.ndarray, kw: dict) -> list[tuple[int, int]] | None:
+    """The (before, after) padding of each axis, or None for a padding PyTorch refuses as is."""
+    rank, padding = w.ndim - 2, kw.get("padding", 0)
+    if padding == "full":
+        dilation = ref._ntuple(kw.get("dilation", 1), rank)
+        return [(d * (k - 1),) * 2 for d, k in zip(dilation, w.shape[2:], strict=True)]
+    if padding == "same":
+        stride, dilation = (ref._ntuple(kw.get(k, 1), rank) for k in ("stride", "dilation"))
+        return list(ref.padding_pairs("same", x.shape[2:], w.shape[2:], stride, dilation))
+    pads = padding if isinstance(padding, tuple) else (padding,) * rank
+    if len(pads) != rank or not all(type(p) is int and p >= 0 for p in pads):
+        return None
+    return [(p, p) for p in pads]
 
 
 def _check_clear(error: BaseException) -> None:
@@ -101,7 +125,7 @@ def _calls(draw: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, dict]:
 @given(_calls())
 def test_torch_result_or_a_clear_error(call: tuple) -> None:
     x, w, b, kw = call
-    expected = _torch_conv(x, w, b, kw)
+    expected = _torch_conv(x, w, b, kw)  # None: beyond what PyTorch can be asked
     try:
         y = xpconv.conv(x, w, b, **kw)
         grads = xpconv.conv_backward(np.ones_like(y), x, w, bias=b is not None, **kw)
@@ -111,6 +135,8 @@ def test_torch_result_or_a_clear_error(call: tuple) -> None:
     assert not isinstance(expected, BaseException), (
         f"xpconv accepted what PyTorch refuses: {expected}"
     )
+    if expected is None:
+        return
     for got, want in zip((y, *grads), expected, strict=True):
         if want is None:
             assert got is None
@@ -350,3 +376,12 @@ def test_layer_on_a_missing_device_is_a_value_error() -> None:
         xpconv.Conv2d(
             3, 8, 3, xp=torch, device="cuda" if not torch.cuda.is_available() else "meta0"
         )
+
+
+def test_an_empty_spatial_axis_is_refused_as_in_torch() -> None:
+    """PyTorch: "Only zero batch or zero channel inputs are supported"."""
+    with pytest.raises(ValueError, match=r"x has an empty spatial axis, shape \(1, 1, 0\)"):
+        xpconv.conv1d(np.ones((1, 1, 0)), np.ones((1, 1, 1)), padding=1)
+    with pytest.raises(RuntimeError, match="Only zero batch or zero channel"):
+        F.conv1d(torch.ones((1, 1, 0)), torch.ones((1, 1, 1)), padding=1)
+    assert xpconv.conv1d(np.ones((0, 1, 0)), np.ones((1, 1, 1)), padding=1).shape == (0, 1, 2)

@@ -297,6 +297,12 @@ def _conv_geometry(
         msg = f"weight must have a non-empty kernel, got shape {tuple(weight_shape)}"
         raise ValueError(msg)
     _check_channels(c, o, cg, g, tuple(weight_shape), input_name)
+    if n and c and 0 in in_size:  # as PyTorch: only the batch or the channels may be empty
+        msg = (
+            f"{input_name} has an empty spatial axis, shape {tuple(input_shape)}: a convolution "
+            "needs at least one value along each spatial axis (only N or C may be 0)"
+        )
+        raise ValueError(msg)
     pad = resolve_padding(padding, tuple(in_size), tuple(kernel), stride_t, dilation_t)
     return ConvGeometry(
         batch=n,
