@@ -391,46 +391,42 @@ def conv_backward(
         limits=limits,
         **conv_args,
     )
-    grad_x = da.blockwise(
-        _pick,
-        x_ind,
-        parts,
-        "n",
-        0,
-        None,
-        new_axes=dict(zip(x_ind[1:], geom.input_shape[1:], strict=True)),
-        dtype=x.dtype,
-        meta=meta,
-    )
-    per_chunk_w = da.blockwise(
-        _pick,
-        ("n", *w_ind),
-        parts,
-        "n",
-        1,
-        None,
-        new_axes=dict(zip(w_ind, geom.weight_shape, strict=True)),
-        adjust_chunks={"n": 1},
-        dtype=x.dtype,
-        meta=meta.reshape((0,) * (geom.rank + 3)),
-    )
-    grad_w = per_chunk_w.sum(axis=0)
+    grad_x = _part(parts, 0, x_ind, geom.input_shape[1:], meta)
+    grad_w = _part(parts, 1, ("n", *w_ind), geom.weight_shape, meta, per_chunk=True).sum(axis=0)
     grad_b = None
     if bias:
-        per_chunk_b = da.blockwise(
-            _pick,
-            ("n", "o"),
-            parts,
-            "n",
-            2,
-            None,
-            new_axes={"o": geom.out_channels},
-            adjust_chunks={"n": 1},
-            dtype=x.dtype,
-            meta=meta.reshape((0, 0)),
-        )
-        grad_b = per_chunk_b.sum(axis=0)
+        grad_b = _part(parts, 2, ("n", "o"), (geom.out_channels,), meta, per_chunk=True)
+        grad_b = grad_b.sum(axis=0)
     return ConvGradients(grad_x, grad_w, grad_b)
+
+
+def _part(
+    parts: da.Array,
+    index: int,
+    indices: tuple[str, ...],
+    sizes: tuple[int, ...],
+    meta: Any,
+    *,
+    per_chunk: bool = False,
+) -> da.Array:
+    """Item ``index`` of each batch chunk's backward result, as one Dask array.
+
+    ``indices`` name its axes, the first ``"n"``; ``sizes`` are those of the
+    others. The input gradient keeps the batch chunks; a parameter gradient
+    (``per_chunk``) has one leading entry per chunk, for the caller to sum.
+    """
+    return da.blockwise(
+        _pick,
+        indices,
+        parts,
+        "n",
+        index,
+        None,
+        new_axes=dict(zip(indices[1:], sizes, strict=True)),
+        **({"adjust_chunks": {"n": 1}} if per_chunk else {}),
+        dtype=meta.dtype,
+        meta=meta.reshape((0,) * len(indices)),
+    )
 
 
 def _ranked(rank: int, function: Any, backward: Any) -> tuple[Any, Any]:
