@@ -55,10 +55,12 @@ def _torch_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, kw: dict) ->
             kw = {**kw, "padding": 0}
         yt = TORCH_CONV[rank](xin, wt, bt, **kw)
         yt.backward(torch.ones_like(yt))
+        grads = (xt.grad, wt.grad, None if bt is None else bt.grad)
+        # Inside the try: an empty result can still have a shape NumPy cannot
+        # hold (torch accepts dilation 0 on an empty batch with huge padding).
+        return yt.detach().numpy(), *(None if g is None else g.numpy() for g in grads)
     except Exception as error:
         return error
-    grads = (xt.grad, wt.grad, None if bt is None else bt.grad)
-    return yt.detach().numpy(), *(None if g is None else g.numpy() for g in grads)
 
 
 def _explicit_padding(x: np.ndarray, w: np.ndarray, kw: dict) -> list[tuple[int, int]] | None:
