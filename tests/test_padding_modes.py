@@ -11,6 +11,7 @@ in NumPy, the loop reference, and ``np.add.at`` for the adjoint. The
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from typing import Any
@@ -23,7 +24,8 @@ from hypothesis import strategies as st
 import reference as ref
 import xpconv
 from reference import assert_close, is_slow, thin
-from xpconv import _padding
+from xpconv import _engine, _padding
+from xpconv._geometry import conv_geometry
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -46,6 +48,8 @@ CASES: dict[str, tuple[tuple[int, ...], tuple[int, ...], dict[str, Any]]] = {
     "2d_tuple_groups": ((2, 4, 5, 6), (6, 2, 3, 2), {"padding": (2, 1), "groups": 2}),
     "2d_same_s2": ((1, 2, 5, 6), (3, 2, 3, 4), {"padding": "same", "stride": 2}),
     "2d_depthwise": ((1, 3, 6, 5), (3, 1, 3, 3), {"padding": 1, "groups": 3}),
+    "1d_depthwise_same_d2": ((2, 4, 9), (4, 1, 3), {"padding": "same", "dilation": 2, "groups": 4}),
+    "3d_depthwise": ((1, 2, 4, 5, 4), (2, 1, 3, 3, 2), {"padding": (1, 2, 1), "groups": 2}),
     "2d_dilated_pad_at_size": ((1, 2, 4, 4), (2, 2, 3, 3), {"padding": (3, 4), "dilation": 3}),
     "3d_mixed": ((1, 2, 4, 5, 3), (2, 2, 3, 2, 2), {"padding": (1, 2, 1), "stride": (2, 1, 1)}),
     "3d_same": ((2, 2, 4, 3, 5), (3, 2, 2, 3, 3), {"padding": "same"}),
@@ -196,6 +200,40 @@ def test_conv_and_gradients_match_oracle(backend: Any, case: str, mode: str, dty
     # The inputs are untouched (the adjoint may update the engine's gradient in place).
     np.testing.assert_array_equal(backend.to_numpy(xb), x.astype(dtype))
     np.testing.assert_array_equal(backend.to_numpy(gyb), gy.astype(dtype))
+
+
+# The depthwise kernel pads its own copies of the planes with the mode; without
+# a buffer (scratch=False, or a library without in-place slices) it pads a copy of
+# each chunk; with planes too large for a chunk it works in bands of rows, and
+# then the caller pads x with the mode first (the band's mirrored rows are in
+# other bands). A workspace limit of 2 KiB forces the bands here.
+DEPTHWISE_ROUTES = {
+    "planes": ({}, None, True),
+    "no_buffer": ({"scratch": False}, None, True),
+    "bands": ({}, 2048, False),
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("how", DEPTHWISE_ROUTES)
+def test_depthwise_kernel_pads_with_the_mode(backend: Any, mode: str, how: str) -> None:
+    forced, limit, pads_itself = DEPTHWISE_ROUTES[how]
+    kw = {"padding": (2, 3), "dilation": (2, 1), "groups": 3}
+    x, w, b = _data((2, 3, 12, 10), 1), _data((3, 1, 3, 4), 2), _data((3,), 3)
+    (y_ref,) = _oracle(x, w, b, None, mode, kw)
+    gy = _data(y_ref.shape, 4)
+    _, *grads_ref = _oracle(x, w, b, gy, mode, kw)
+    xb, wb, bb, gyb = (backend.asarray(a) for a in (x, w, b, gy))
+    bounded = xpconv.workspace_limit(limit) if limit else contextlib.nullcontext()
+    with _engine.forced_route(**forced), bounded:
+        route = _engine.plan(conv_geometry(x.shape, w.shape, **kw), xb, padding_mode=mode)
+        y = xpconv.conv2d(xb, wb, bb, padding_mode=mode, **kw)
+        grads = xpconv.conv2d_backward(gyb, xb, wb, padding_mode=mode, **kw)
+    assert route.kernel == "depthwise"
+    assert route.padding_mode == (mode if pads_itself else "zeros")
+    assert_close(backend, y, y_ref, like=xb)
+    for got, want in zip(grads, grads_ref, strict=True):
+        assert_close(backend, got, want, like=xb)
 
 
 @pytest.mark.parametrize("case", thin(CASES, ["1d_pad2_s2"]))

@@ -38,7 +38,7 @@ import array_api_extra as xpx
 from xpconv._threads import thread_count
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
 __all__ = [
     "Capabilities",
@@ -409,7 +409,11 @@ def window_copy(
 
 
 def padded_rows(
-    x: Array, pads: Sequence[tuple[int, int]], tail: int, out: Array | None
+    x: Array,
+    pads: Sequence[tuple[int, int]],
+    tail: int,
+    out: Array | None,
+    fill: Callable[[Array], None] | None = None,
 ) -> Array | None:
     """``x`` (R, m, *spatial) zero-padded: R rows of ``m*prod(padded)`` values, ``tail`` zeros.
 
@@ -417,8 +421,10 @@ def padded_rows(
     (R, m*prod(padded) + tail) is a view of the front of ``out`` (a buffer
     from :func:`workspace_buffer`), written in one pass: the interior
     copied, the borders and the tails set to zero (whatever the buffer held
-    before). ``None`` where there is no buffer or it is too short; the caller
-    then pads and concatenates.
+    before). ``fill``, if given, writes the borders instead of the zeros: it
+    gets the (R, m, *padded) grid with the interior copied. ``None`` where
+    there is no buffer or it is too short; the caller then pads and
+    concatenates.
     """
     if out is None or type(out) is not type(x) or out.dtype != x.dtype or out.ndim != 1:
         return None
@@ -430,9 +436,12 @@ def padded_rows(
     with _on_device(x):
         rows = out[: r * (size + tail)].reshape(r, size + tail)
         grid = rows[:, :size].reshape(r, m, *padded)
-        for border in borders:
-            grid[border] = 0
+        if fill is None:
+            for border in borders:
+                grid[border] = 0
         grid[interior] = x
+        if fill is not None:
+            fill(grid)
         if tail:
             rows[:, size:] = 0
     return rows

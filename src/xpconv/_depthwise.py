@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from xpconv._geometry import ConvGeometry
     from xpconv._shifted import Layout
 
-__all__ = ["CPU_CHUNK_BYTES", "depthwise_forward", "depthwise_grads"]
+__all__ = ["CPU_CHUNK_BYTES", "depthwise_forward", "depthwise_grads", "pads_with_modes"]
 
 Array = Any
 Namespace = Any
@@ -120,6 +120,17 @@ def _bands(geom: ConvGeometry, budget: int | None, item_bytes: int) -> list[_Ban
         )
         bands.append(_Band(slice(start, stop), slice(top, bottom), sub))
     return bands
+
+
+def pads_with_modes(geom: ConvGeometry, caps: Capabilities, limit: int | None, item: int) -> bool:
+    """Whether this kernel can apply a padding mode itself, while it copies the planes.
+
+    It can when every plane is copied whole. In bands of rows (planes too
+    large for a chunk), a band's mirrored or wrapped rows would come from
+    other bands: the caller pads a copy of the input first, as for im2col.
+    """
+    workers = caps.threads if caps.in_place else 1
+    return len(_bands(geom, _budget(caps, limit, workers), item)) == 1
 
 
 def _chunks(geom: ConvGeometry, budget: int | None, item_bytes: int) -> Chunks:
@@ -209,14 +220,14 @@ def _job_output(
     bias: Array | None,
     job: _Job,
     buf: Array | None,
-    caps: Capabilities,
+    route: Route,
     xp: Namespace,
 ) -> Array:
     """One job's output (n, c, *band): a view of the sum over offsets on the grid."""
     geom, lay = job.band.geom, job.band.layout
     w_col = w_taps[job.channels, :]  # (c, K): a column per offset, one weight per row
     planes = job.planes(x, xp)
-    rows = shifted_rows(planes, geom.pad, lay, buf, xp)
+    rows = shifted_rows(planes, geom.pad, lay, buf, xp, route.padding_mode)
     c, n = planes.shape[0], planes.shape[1]
     length = n * lay.plane
     products = (
@@ -227,7 +238,7 @@ def _job_output(
     terms = itertools.chain(products, bias_col)
     acc = next(terms)
     for term in terms:
-        if caps.in_place:  # no new array per offset
+        if route.caps.in_place:  # no new array per offset
             acc += term
         else:
             acc = acc + term
@@ -244,14 +255,14 @@ def depthwise_forward(
     jobs = _jobs(geom, _budget(caps, route.limit, workers), itemsize(x.dtype, xp))
     w_taps = xp.reshape(weight, (geom.in_channels, -1))  # (C, K)
     if not caps.in_place:  # JAX, Dask, array-api-strict: the jobs' outputs are concatenated
-        parts = [(job, _job_output(x, w_taps, bias, job, None, caps, xp)) for job in jobs]
+        parts = [(job, _job_output(x, w_taps, bias, job, None, route, xp)) for job in jobs]
         return _assemble(parts, xp)
     y = xp.empty(geom.output_shape, dtype=x.dtype, device=device_of(x=x))
 
     def work(share: list[_Job], slot: int) -> None:
         buf = _job_buffer(x, jobs, route, ("planes", slot))  # one per thread
         for job in share:
-            set_into(y, job.key, _job_output(x, w_taps, bias, job, buf, caps, xp))  # in place
+            set_into(y, job.key, _job_output(x, w_taps, bias, job, buf, route, xp))  # in place
 
     # Each thread takes every workers-th job: fixed shares, so the result
     # does not depend on the number of threads.
@@ -323,7 +334,7 @@ def _depthwise_grads(
     grad_b = xp.zeros((geom.in_channels,), dtype=x.dtype, device=dev) if bias_grad else None
     for job in jobs:
         lay = job.band.layout
-        rows = shifted_rows(job.planes(x, xp), job.band.geom.pad, lay, buf, xp)
+        rows = shifted_rows(job.planes(x, xp), job.band.geom.pad, lay, buf, xp, route.padding_mode)
         gy_planes = job.out_planes(grad_output, xp)
         # The output gradient on the grid: zero where the output is thrown away.
         gy = on_grid(gy_planes, lay, gy_buf, xp)

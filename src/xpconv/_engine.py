@@ -34,7 +34,7 @@ from xpconv._backend import (
     memory_bytes,
     namespace_of,
 )
-from xpconv._depthwise import depthwise_forward, depthwise_grads
+from xpconv._depthwise import depthwise_forward, depthwise_grads, pads_with_modes
 from xpconv._gemm import gemm_forward, gemm_input_grad, gemm_weight_grad
 from xpconv._geometry import ConvGeometry
 from xpconv._pointwise import pointwise_forward, pointwise_input_grad, pointwise_weight_grad
@@ -54,6 +54,7 @@ __all__ = [
     "forced_route",
     "forward",
     "input_grad",
+    "padded_input_route",
     "plan",
     "weight_grad",
 ]
@@ -81,7 +82,9 @@ class Route:
     1, no more output than input channels) or ``'col2im'`` of the column
     gradient. ``per_sample`` and ``fold_bias`` shape the im2col products
     (:mod:`xpconv._gemm`); ``limit`` is the workspace limit in force, and
-    ``scratch`` the buffers its passes share.
+    ``scratch`` the buffers its passes share. ``padding_mode`` is the mode
+    the kernel pads x with as it reads it ('zeros' unless :func:`plan` was
+    asked for a mode that the kernel can apply itself).
     """
 
     geom: ConvGeometry
@@ -91,6 +94,7 @@ class Route:
     input_grad_by: InputGradBy
     per_sample: bool
     fold_bias: bool
+    padding_mode: str = "zeros"
     scratch: Scratch = field(default_factory=Scratch, compare=False, repr=False)
 
     def with_fold_bias(self, fold: bool) -> Route:
@@ -183,21 +187,46 @@ def choose(
     per_sample = geom.groups == 1 and forced.get("per_sample", _per_sample(geom))
     fold_bias = per_sample and caps.scratch and forced.get("fold_bias", True)
     scratch = Scratch() if scratch is None else scratch
-    return Route(geom, caps, limit, kernel, by, per_sample, fold_bias, scratch)
+    return Route(geom, caps, limit, kernel, by, per_sample, fold_bias, scratch=scratch)
 
 
-def plan(geom: ConvGeometry, like: Array, xp: Namespace = None) -> Route:
+def plan(
+    geom: ConvGeometry, like: Array, xp: Namespace = None, padding_mode: str = "zeros"
+) -> Route:
     """The route of one call on arrays like ``like``: the library is asked here, once.
 
     A convolution whose smallest workspace tile (the im2col columns of one
     output row of one sample) cannot fit in the device's memory is refused
     here, before any work; the public functions check their results.
+
+    A ``padding_mode`` other than 'zeros' is taken by the depthwise kernel,
+    which pads its copies of the planes with it
+    (:func:`xpconv._depthwise.pads_with_modes`): then the route's
+    ``padding_mode`` is that mode. Otherwise it stays 'zeros', and the
+    caller pads a copy of x with the mode and plans the convolution of
+    that copy with padding 0 (:func:`xpconv._padding.explicit_padding`).
     """
     caps = capabilities(like)
     item = itemsize(like.dtype, namespace_of(like=like) if xp is None else xp)
     one_band = (geom.column_rows, geom.out_volume // max(geom.out_size[0], 1))
     check_fits(one_band, item, like, "the im2col columns of one output row")
-    return choose(geom, caps, get_workspace_limit(gpu=caps.gpu))
+    route = choose(geom, caps, get_workspace_limit(gpu=caps.gpu))
+    if padding_mode == "zeros" or not geom.is_padded or route.kernel != "depthwise":
+        return route
+    if not pads_with_modes(geom, caps, route.limit, item):
+        return route
+    return replace(route, padding_mode=padding_mode)
+
+
+def padded_input_route(route: Route) -> Route:
+    """The same convolution on x already padded (padding 0 on the padded size).
+
+    With a padding mode, the input gradient is that of the padded input,
+    folded back onto x by the mode's adjoint (:func:`xpconv._padding.pad_adjoint`).
+    """
+    geom = route.geom
+    inner = replace(geom, in_size=geom.padded_size, pad=((0, 0),) * geom.rank)
+    return choose(inner, route.caps, route.limit, route.scratch)
 
 
 def check_fits(shape: tuple[int, ...], item: int, like: Array, what: str) -> None:

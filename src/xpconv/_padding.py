@@ -3,7 +3,10 @@
 A convolution with a padding mode is the zero-padding convolution (padding 0)
 of an explicitly padded input, so the engine needs nothing new: :func:`pad`
 builds the padded input and :func:`pad_adjoint` folds the gradient of the
-padded input back onto the input (the transpose of :func:`pad`).
+padded input back onto the input (the transpose of :func:`pad`). The
+depthwise kernel copies its input planes into a buffer anyway; it pads them
+with the mode as it copies (:func:`fill_borders`), which saves the padded
+copy of the whole input.
 
 Each mode copies, for each side of an axis, one contiguous run of the input
 (reversed for reflect and symmetric), or the edge repeated for replicate:
@@ -38,6 +41,7 @@ __all__ = [
     "check_mode",
     "check_pads",
     "explicit_padding",
+    "fill_borders",
     "pad",
     "pad_adjoint",
     "zeros_only",
@@ -157,6 +161,18 @@ def pad(x: Array, pads: Pads, mode: str, xp: Namespace) -> Array:
     shape = (*x.shape[:2], *(n + lo + hi for n, (lo, hi) in zip(size, pads, strict=True)))
     out = xp.empty(shape, dtype=x.dtype, device=compat.device(x))
     out[(..., *(slice(lo, lo + n) for n, (lo, _) in zip(size, pads, strict=True)))] = x
+    fill_borders(out, pads, mode, xp)
+    return out
+
+
+def fill_borders(out: Array, pads: Pads, mode: str, xp: Namespace) -> None:
+    """Write the padding of ``out`` (A, B, *padded), whose interior holds the input, with ``mode``.
+
+    In place, from the interior (libraries with in-place slices only): used
+    by :func:`pad` and by kernels that copy the input into a buffer of their
+    own anyway (:mod:`xpconv._shifted`), which then pad with the mode for free.
+    """
+    size = tuple(n - lo - hi for n, (lo, hi) in zip(out.shape[2:], pads, strict=True))
     for axis, (lo, hi) in enumerate(pads, start=2):
         if lo or hi:
             # The axes before this one are padded already, the ones after not yet:
@@ -171,7 +187,6 @@ def pad(x: Array, pads: Pads, mode: str, xp: Namespace) -> Array:
             before, after = _pieces(inner, mode, axis, lo, hi, xp)
             view[_key(view.ndim, axis, 0, lo)] = before
             view[_key(view.ndim, axis, lo + n, lo + n + hi)] = after
-    return out
 
 
 def _key(ndim: int, axis: int, start: int, stop: int) -> tuple[slice, ...]:

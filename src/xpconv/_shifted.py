@@ -28,6 +28,7 @@ import array_api_extra as xpx
 
 from xpconv._backend import device_of, padded_rows
 from xpconv._im2col import kernel_offsets
+from xpconv._padding import fill_borders, pad
 
 if TYPE_CHECKING:
     from xpconv._geometry import ConvGeometry
@@ -77,9 +78,20 @@ def chunk_planes(a: Array, samples: slice, channels: slice, xp: Namespace) -> Ar
     return xp.permute_dims(a[samples, channels, ...], (1, 0, *range(2, a.ndim)))
 
 
-def _padded(planes: Array, pads: Pads, tail: int, buf: Array | None, xp: Namespace) -> Array:
-    """(c, n, *spatial) planes zero-padded to (c, n*prod(padded) + tail): samples, then zeros."""
-    rows = padded_rows(planes, pads, tail, buf)
+def _padded(
+    planes: Array, pads: Pads, tail: int, buf: Array | None, xp: Namespace, mode: str = "zeros"
+) -> Array:
+    """(c, n, *spatial) planes padded to (c, n*prod(padded) + tail): samples, then zeros.
+
+    ``mode`` pads the planes (:mod:`xpconv._padding`); the tail is zeros whatever the mode.
+    """
+    if mode != "zeros":
+        fill = functools.partial(fill_borders, pads=pads, mode=mode, xp=xp)
+        rows = padded_rows(planes, pads, tail, buf, fill)
+        if rows is None:  # no buffer: a padded copy, then the zero tail
+            planes, pads = pad(planes, pads, mode, xp), tuple((0, 0) for _ in pads)
+    else:
+        rows = padded_rows(planes, pads, tail, buf)
     if rows is not None:
         return rows
     c, n = planes.shape[0], planes.shape[1]
@@ -95,9 +107,15 @@ def _padded(planes: Array, pads: Pads, tail: int, buf: Array | None, xp: Namespa
     return xp.concat((flat, zeros), axis=1)
 
 
-def shifted_rows(planes: Array, pads: Pads, lay: Layout, buf: Array | None, xp: Namespace) -> Array:
-    """Input planes as rows (c, n*plane + reach); offset t is ``[:, shift_t:shift_t + n*plane]``."""
-    return _padded(planes, pads, lay.reach, buf, xp)
+def shifted_rows(
+    planes: Array, pads: Pads, lay: Layout, buf: Array | None, xp: Namespace, mode: str = "zeros"
+) -> Array:
+    """Input planes as rows (c, n*plane + reach); offset t is ``[:, shift_t:shift_t + n*plane]``.
+
+    Padded with ``mode`` while they are copied: a padding mode costs no
+    padded copy of the whole input (the planes are copied anyway).
+    """
+    return _padded(planes, pads, lay.reach, buf, xp, mode)
 
 
 def on_grid(planes: Array, lay: Layout, buf: Array | None, xp: Namespace) -> Array:

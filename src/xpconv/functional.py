@@ -42,7 +42,7 @@ from xpconv._geometry import (
     window_geometry,
 )
 from xpconv._im2col import col2im, im2col
-from xpconv._padding import check_mode, explicit_padding, pad_adjoint, zeros_only
+from xpconv._padding import check_mode, check_pads, explicit_padding, pad_adjoint, zeros_only
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -285,11 +285,28 @@ def _conv(
     geom = conv_geometry(tuple(xb.shape), tuple(weight.shape), **conv_args)
     _check_channels(geom, op)
     _check_bias(bias, geom.out_channels)
-    xb, geom = explicit_padding(xb, geom, mode, xp)
+    xb, route = _padded_route(xb, geom, mode, xp)
     _engine.check_fits(geom.output_shape, itemsize(x.dtype, xp), x, f"{op}'s output")
     with quiet_float_errors(xb):
-        y = _engine.forward(xb, weight, bias, _engine.plan(geom, xb, xp), xp)
+        y = _engine.forward(xb, weight, bias, route, xp)
     return _narrow(y[0, ...] if unbatched else y, dtype, xp)
+
+
+def _padded_route(x: Array, geom: ConvGeometry, mode: str, xp: Any) -> tuple[Array, _engine.Route]:
+    """The input the engine reads and its route, padded with ``mode``.
+
+    The depthwise kernel pads with the mode as it copies its planes; for the
+    others, x is padded with the mode first and the engine convolves that
+    copy with padding 0 (:func:`xpconv._padding.explicit_padding`).
+    """
+    if mode == "zeros" or not geom.is_padded:
+        return x, _engine.plan(geom, x, xp)
+    check_pads(mode, geom.in_size, geom.pad, spatial_names(geom.rank))
+    route = _engine.plan(geom, x, xp, padding_mode=mode)
+    if route.padding_mode == mode:
+        return x, route
+    x, geom = explicit_padding(x, geom, mode, xp)
+    return x, _engine.plan(geom, x, xp)
 
 
 def conv(
@@ -551,18 +568,18 @@ def _conv_backward(
     geom = conv_geometry(tuple(xb.shape), tuple(weight.shape), **conv_args)
     _check_channels(geom, op)
     _check_grad_output(grad_output, geom, op, unbatched=unbatched)
-    # A padding mode: the engine sees the padded input with padding 0 and
-    # its input gradient is folded back by the adjoint of the padding.
     pads = geom.pad
-    xb, geom = explicit_padding(xb, geom, mode, xp)
-    route = _engine.plan(geom, xb, xp)
+    xb, route = _padded_route(xb, geom, mode, xp)
+    # A padding mode: the input gradient is that of the padded input, folded
+    # back by the adjoint of the padding.
+    grad_route = route if route.padding_mode == "zeros" else _engine.padded_input_route(route)
     with quiet_float_errors(xb):
         # The weight gradient first: its columns (with a row of ones for the
         # bias) are the larger, and the input gradient's reuse their buffer.
         # For complex arrays each gradient is the adjoint (PyTorch's
         # convention): the passes are bilinear, so x and W enter conjugated.
         grad_w, grad_b = _engine.weight_grad(gy, _conj(xb, xp), route, xp, bias=bias)
-        grad_x = _engine.input_grad(gy, _conj(weight, xp), route, xp)
+        grad_x = _engine.input_grad(gy, _conj(weight, xp), grad_route, xp)
         if mode != "zeros":
             grad_x = pad_adjoint(grad_x, pads, mode, xp)
     grads = (grad_x[0, ...] if unbatched else grad_x, grad_w, grad_b)
