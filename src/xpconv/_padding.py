@@ -29,6 +29,7 @@ axis independently, so the order does not change the result.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import array_api_compat as compat
@@ -172,21 +173,46 @@ def fill_borders(out: Array, pads: Pads, mode: str, xp: Namespace) -> None:
     by :func:`pad` and by kernels that copy the input into a buffer of their
     own anyway (:mod:`xpconv._shifted`), which then pad with the mode for free.
     """
-    size = tuple(n - lo - hi for n, (lo, hi) in zip(out.shape[2:], pads, strict=True))
-    for axis, (lo, hi) in enumerate(pads, start=2):
-        if lo or hi:
-            # The axes before this one are padded already, the ones after not yet:
-            # the runs copied along this axis span exactly that region.
-            region = [slice(None)] * out.ndim
-            for later in range(axis + 1, out.ndim):
-                start = pads[later - 2][0]
-                region[later] = slice(start, start + size[later - 2])
-            view = out[tuple(region)]
-            n = size[axis - 2]
-            inner = _take(view, axis, lo, lo + n)
-            before, after = _pieces(inner, mode, axis, lo, hi, xp)
-            view[_key(view.ndim, axis, 0, lo)] = before
-            view[_key(view.ndim, axis, lo + n, lo + n + hi)] = after
+    for target, source, flip_axis in _border_copies(tuple(out.shape), pads, mode):
+        values = out[source]
+        if flip_axis is not None:
+            values = xp.flip(values, axis=flip_axis)
+        out[target] = values  # replicate: one edge slice, broadcast along the axis
+
+
+@functools.lru_cache(maxsize=256)
+def _border_copies(
+    shape: tuple[int, ...], pads: Pads, mode: str
+) -> tuple[tuple[tuple[slice, ...], tuple[slice, ...], int | None], ...]:
+    """(target key, source key, axis to flip or None) of each run :func:`fill_borders` copies.
+
+    Cached: every chunk of a depthwise call pads planes of the same shape.
+    Axis by axis: the axes before one are padded already and the ones after
+    not yet, so the runs copied along an axis span exactly that region.
+    """
+    size = tuple(n - lo - hi for n, (lo, hi) in zip(shape[2:], pads, strict=True))
+    copies = []
+    for axis, ((lo, hi), n) in enumerate(zip(pads, size, strict=True), start=2):
+        region = [slice(None)] * len(shape)
+        for later in range(axis + 1, len(shape)):
+            start = pads[later - 2][0]
+            region[later] = slice(start, start + size[later - 2])
+        first, last = lo, lo + n - 1  # the input's first and last index along the axis
+        sources = {
+            "reflect": ((first + 1, first + 1 + lo), (last - hi, last)),
+            "symmetric": ((first, first + lo), (last + 1 - hi, last + 1)),
+            "circular": ((last + 1 - lo, last + 1), (first, first + hi)),
+            "replicate": ((first, first + 1), (last, last + 1)),
+        }[mode]
+        mirrored = mode in ("reflect", "symmetric")
+        targets = ((0, lo), (lo + n, lo + n + hi))
+        for (t0, t1), (s0, s1) in zip(targets, sources, strict=True):
+            if t1 > t0:
+                target, source = list(region), list(region)
+                target[axis], source[axis] = slice(t0, t1), slice(s0, s1)
+                flip = axis if mirrored and s1 - s0 > 1 else None  # one value needs no flip
+                copies.append((tuple(target), tuple(source), flip))
+    return tuple(copies)
 
 
 def _key(ndim: int, axis: int, start: int, stop: int) -> tuple[slice, ...]:
