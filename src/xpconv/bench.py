@@ -1026,14 +1026,35 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    """The run as a sequence of steps; a step that cannot go on gives the exit status."""
+    parsed = _parse_args(argv)
+    if isinstance(parsed, int):
+        return parsed
+    args, cases = parsed
+    rt = _load_runtime(args.backend, args.device)
+    if isinstance(rt, int):
+        return rt
+    compare = _choose_compare(args.compare, rt)
+    if isinstance(compare, int):
+        return compare
+    threads = _set_thread_counts(args.threads, compare, args.backend)
+    seed_wanted = not args.no_seed and args.backend in ("numpy", "cupy")
+    seed = _load_seed() if seed_wanted else None
+    meta = _meta(args, argv, rt, compare, threads, seed is not None)
+    _print_header(meta, seed_wanted, seed is not None)
+    return _run_cases(cases, args, rt, compare, seed, meta, threads.requested)
+
+
+def _parse_args(
+    argv: Sequence[str] | None,
+) -> tuple[argparse.Namespace, list[tuple[str, str]]] | int:
+    """The options and the (dtype, layer) cases they select, or a usage-error status.
+
+    Everything that can be checked without loading a backend is, ``--json`` included,
+    so that a typo never costs a run.
+    """
     args = _parser().parse_args(None if argv is None else list(argv))
-    if args.repeat is None:
-        args.repeat = 3 if args.quick else 5
-    if args.quick:
-        if args.layers is None:
-            args.layers = ",".join(QUICK_LAYERS)
-        if args.dtype == "float32,float64":
-            args.dtype = "float32"
+    _fill_defaults(args)
     try:
         names = _layer_names(args.layers)
     except ValueError as exc:
@@ -1041,8 +1062,6 @@ def _main(argv: Sequence[str] | None) -> int:
     dtypes = list(dict.fromkeys(d.strip() for d in args.dtype.split(",") if d.strip()))
     if not dtypes or any(d not in ("float32", "float64") for d in dtypes):
         return _error(f"--dtype must list float32 and/or float64, got {args.dtype!r}")
-    set_ws = hasattr(args, "workspace")
-    ws = args.workspace if set_ws else None
     if args.json is not None:
         problem = _check_writable(args.json)
         if problem:
@@ -1051,16 +1070,37 @@ def _main(argv: Sequence[str] | None) -> int:
         return _error(
             f"--device is only supported with --backend torch, not with --backend {args.backend}"
         )
+    return args, [(dt, name) for dt in dtypes for name in names]
 
-    import numpy as np
 
-    from xpconv._backend import gpu_available
+def _fill_defaults(args: argparse.Namespace) -> None:
+    """The defaults that depend on ``--quick`` (argparse cannot express them)."""
+    if args.repeat is None:
+        args.repeat = 3 if args.quick else 5
+    if args.quick:
+        if args.layers is None:
+            args.layers = ",".join(QUICK_LAYERS)
+        if args.dtype == "float32,float64":
+            args.dtype = "float32"
+
+
+def _load_runtime(backend: str, device: str | None) -> Runtime | int:
+    """The backend's :class:`Runtime`, or an environment-error status when it is unusable."""
+    # NumPy is loaded before any backend, as the run always has (meta reports its version).
+    import numpy  # noqa: F401
 
     try:
-        rt = _runtime(args.backend, args.device)
+        return _runtime(backend, device)
     except _registry.BackendError as exc:
         return _error(str(exc), ENVIRONMENT_ERROR)
-    compare = args.compare or ("torch-cuda" if rt.is_gpu else "torch")
+
+
+def _choose_compare(requested: str | None, rt: Runtime) -> str | int:
+    """The PyTorch reference to time (default: on the backend's device), or an
+    environment-error status when PyTorch, or the GPU it needs, is missing."""
+    from xpconv._backend import gpu_available
+
+    compare = requested or ("torch-cuda" if rt.is_gpu else "torch")
     if compare != "none" and _version("torch") is None:
         return _error(
             f"--compare {compare} needs PyTorch, which is not installed (pip install torch); "
@@ -1073,39 +1113,85 @@ def _main(argv: Sequence[str] | None) -> int:
             "pass --compare torch (PyTorch on the CPU) or --compare none",
             ENVIRONMENT_ERROR,
         )
+    return compare
 
-    threads = args.threads or _blas_threads() or os.cpu_count() or 1
+
+@dataclass(frozen=True)
+class _ThreadCounts:
+    """The thread count asked for, and what torch and xpconv report they will use."""
+
+    requested: int
+    torch: int | None
+    xpconv: int
+
+
+def _set_thread_counts(wanted: int | None, compare: str, backend: str) -> _ThreadCounts:
+    """Give torch its thread count for the whole run (BLAS and xpconv get theirs per run,
+    from ``_threads``) and read back each library's count for the meta record."""
+    threads = wanted or _blas_threads() or os.cpu_count() or 1
     torch_threads = None
-    if compare != "none" or args.backend == "torch":
+    if compare != "none" or backend == "torch":
         import torch
 
         torch.set_num_threads(threads)
         torch_threads = torch.get_num_threads()
     with thread_limit(threads):  # as _threads() sets it for the run
         xpconv_threads = thread_count()
+    return _ThreadCounts(threads, torch_threads, xpconv_threads)
 
-    seed = None
-    seed_wanted = not args.no_seed and args.backend in ("numpy", "cupy")
-    if seed_wanted:
-        seed = _load_seed()
-    blas, thread_info = _blas_info()
+
+def _device_name(rt: Runtime, compare: str, backend: str) -> str:
+    """The GPU's name when anything runs on one (torch's view first, then CuPy's), else "cpu"."""
     device = "cpu"
     if rt.is_gpu or compare == "torch-cuda":
         with contextlib.suppress(Exception):
             import torch
 
             device = torch.cuda.get_device_name(0)
-        if device == "cpu" and args.backend == "cupy":
+        if device == "cpu" and backend == "cupy":
             import cupy
 
             props = cupy.cuda.runtime.getDeviceProperties(0)
             device = (
                 props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
             )
-    env = {k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS", "OMP_", "MKL_"))}
-    from xpconv._workspace import get_workspace_limit
+    return device
 
-    meta = {
+
+def _meta(
+    args: argparse.Namespace,
+    argv: Sequence[str] | None,
+    rt: Runtime,
+    compare: str,
+    threads: _ThreadCounts,
+    seed_found: bool,
+) -> dict[str, Any]:
+    """The JSON's ``meta`` record: the machine, the libraries and the run's settings."""
+    blas, thread_info = _blas_info()  # before _device_name, which may load torch's libraries
+    device = _device_name(rt, compare, args.backend)
+    env = {k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS", "OMP_", "MKL_"))}
+    return {
+        **_machine_meta(rt),
+        "blas": blas,
+        "threads": {
+            "requested": threads.requested,
+            "torch": threads.torch,
+            "xpconv": threads.xpconv,
+            **thread_info,
+        },
+        "backend": rt.name,
+        "compare": compare,
+        "device": device,
+        "env": env,
+        **_settings_meta(args, argv, rt, seed_found),
+    }
+
+
+def _machine_meta(rt: Runtime) -> dict[str, Any]:
+    """When and where the run was made, and the versions of the libraries it used."""
+    import numpy as np
+
+    return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": {
             "node": platform.node(),
@@ -1118,46 +1204,68 @@ def _main(argv: Sequence[str] | None) -> int:
         "torch": _version("torch"),
         "cupy": _version("cupy") if rt.name == "cupy" else None,
         "xpconv": _version("xpconv"),
-        "blas": blas,
-        "threads": {
-            "requested": threads,
-            "torch": torch_threads,
-            "xpconv": xpconv_threads,
-            **thread_info,
-        },
-        "backend": rt.name,
-        "compare": compare,
-        "device": device,
-        "env": env,
+    }
+
+
+def _settings_meta(
+    args: argparse.Namespace, argv: Sequence[str] | None, rt: Runtime, seed_found: bool
+) -> dict[str, Any]:
+    """The run's settings, with the workspace limit in effect and the command that ran."""
+    from xpconv._workspace import get_workspace_limit
+
+    return {
         "repeat": args.repeat,
         "settle_s": args.settle,
-        "workspace_bytes": ws if set_ws else get_workspace_limit(gpu=rt.is_gpu),
+        "workspace_bytes": (
+            args.workspace if hasattr(args, "workspace") else get_workspace_limit(gpu=rt.is_gpu)
+        ),
         "also_workspace_bytes": args.also_workspace,
-        "seed_baseline": seed is not None,
+        "seed_baseline": seed_found,
         "total_ms": "median over the calls of forward + backward in the same call",
         "interrupted": False,
         "command": "xpconv bench " + " ".join(sys.argv[1:] if argv is None else list(argv)),
     }
 
-    import xpconv._workspace as wsmod
 
-    limit_ctx = wsmod.workspace_limit(ws) if set_ws else contextlib.nullcontext()
-    results: list[dict[str, Any]] = []
+def _print_header(meta: dict[str, Any], seed_wanted: bool, seed_found: bool) -> None:
+    """The run's settings, the legend and the table's column titles."""
     print(
-        f"xpconv bench: backend={rt.name} compare={compare} device={device} threads={threads} "
-        f"repeat={args.repeat} workspace={meta['workspace_bytes']}"
+        f"xpconv bench: backend={meta['backend']} compare={meta['compare']} "
+        f"device={meta['device']} threads={meta['threads']['requested']} "
+        f"repeat={meta['repeat']} workspace={meta['workspace_bytes']}"
     )
-    _print_legend(compare, seed_wanted, seed is not None)
+    _print_legend(meta["compare"], seed_wanted, seed_found)
     header = (
         f"{'layer':<13} {'dtype':<8} {'impl':<22} {'fwd ms':>9} {'bwd ms':>9} {'fwd+bwd':>9} "
         f"{'GFLOP/s':>8} {'peak MiB':>9} {'/torch':>7} {'/seed':>7}"
     )
     print(header)
     print("-" * len(header))
-    cases = [(dt, name) for dt in dtypes for name in names]
+
+
+def _workspace_context(args: argparse.Namespace) -> contextlib.AbstractContextManager[Any]:
+    """xpconv's workspace limit from ``--workspace`` for the run; no change without it."""
+    import xpconv._workspace as wsmod
+
+    if hasattr(args, "workspace"):
+        return wsmod.workspace_limit(args.workspace)
+    return contextlib.nullcontext()
+
+
+def _run_cases(
+    cases: list[tuple[str, str]],
+    args: argparse.Namespace,
+    rt: Runtime,
+    compare: str,
+    seed: Any | None,
+    meta: dict[str, Any],
+    threads: int,
+) -> int:
+    """Time each (dtype, layer) case and write the JSON; Ctrl-C keeps what was measured."""
+    results: list[dict[str, Any]] = []
     done = 0
     try:
-        with _threads(threads), limit_ctx:
+        with _threads(threads), _workspace_context(args):
             for dt, name in cases:
                 layer = LAYERS[name]
                 if args.batch is not None:
@@ -1168,13 +1276,9 @@ def _main(argv: Sequence[str] | None) -> int:
                 done += 1
     except KeyboardInterrupt:
         meta["interrupted"] = True
-        where = f"after {done} of {len(cases)} layer/dtype cases"
-        if args.json is None:
-            print(f"xpconv bench: interrupted {where}", file=sys.stderr)
-        else:
-            problem = _write_json(args.json, {"meta": meta, "results": results})
-            saved = problem or f"wrote the {len(results)} rows measured so far to {args.json}"
-            print(f"xpconv bench: interrupted {where}; {saved}", file=sys.stderr)
+        _report_interrupt(
+            args.json, meta, results, f"after {done} of {len(cases)} layer/dtype cases"
+        )
         return INTERRUPTED
     if args.json is not None:
         problem = _write_json(args.json, {"meta": meta, "results": results})
@@ -1182,6 +1286,18 @@ def _main(argv: Sequence[str] | None) -> int:
             return _error(problem, 1)
         print(f"wrote {args.json}")
     return 0
+
+
+def _report_interrupt(
+    path: Path | None, meta: dict[str, Any], results: list[dict[str, Any]], where: str
+) -> None:
+    """Say where Ctrl-C stopped the run, saving the rows measured so far to ``--json``."""
+    if path is None:
+        print(f"xpconv bench: interrupted {where}", file=sys.stderr)
+        return
+    problem = _write_json(path, {"meta": meta, "results": results})
+    saved = problem or f"wrote the {len(results)} rows measured so far to {path}"
+    print(f"xpconv bench: interrupted {where}; {saved}", file=sys.stderr)
 
 
 def _print_legend(compare: str, seed_wanted: bool, seed_found: bool) -> None:
