@@ -285,8 +285,8 @@ def _conv(
     geom = conv_geometry(tuple(xb.shape), tuple(weight.shape), **conv_args)
     _check_channels(geom, op)
     _check_bias(bias, geom.out_channels)
-    xb, route = _padded_route(xb, geom, mode, xp)
     _engine.check_fits(geom.output_shape, itemsize(x.dtype, xp), x, f"{op}'s output")
+    xb, route = _padded_route(xb, geom, mode, xp)
     with quiet_float_errors(xb):
         y = _engine.forward(xb, weight, bias, route, xp)
     return _narrow(y[0, ...] if unbatched else y, dtype, xp)
