@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
+import sys
 from typing import Any
 
 import array_api_compat
@@ -491,3 +493,25 @@ def test_hypothesis_2d_boundaries(backend: Any) -> None:
         _check(backend, got, expected, like=x, dtype=x.dtype, rtol=RTOL[problem["method"]])
 
     run()
+
+
+def test_reachable_as_an_attribute_and_imported_on_first_use() -> None:
+    """``import xpconv`` then ``xpconv.signal.convolve``, as with ``xpconv.nn``;
+    neither is imported by ``import xpconv`` itself."""
+    script = (
+        "import sys, numpy as np, xpconv\n"
+        "assert 'xpconv.signal' not in sys.modules and 'xpconv.nn' not in sys.modules\n"
+        "assert {'signal', 'nn'} <= set(dir(xpconv))\n"
+        "y = xpconv.signal.convolve(np.array([1.0, 2.0]), np.ones(2))\n"
+        "print(y.tolist(), xpconv.nn.ReLU.__name__)\n"
+        "try:\n"
+        "    xpconv.sgnal\n"
+        "except AttributeError as error:\n"
+        "    print(error)\n"
+    )
+    run = [sys.executable, "-c", script]
+    done = subprocess.run(run, capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines() == [
+        "[1.0, 3.0, 2.0] ReLU",
+        "module 'xpconv' has no attribute 'sgnal'",
+    ]

@@ -5,6 +5,9 @@ JAX, Dask and array-api-strict; the scatter-add that col2im needs goes through
 :mod:`xpconv._backend`, the only backend-specific module.
 """
 
+import importlib
+from typing import Any
+
 from xpconv._threads import thread_limit
 from xpconv._workspace import workspace_limit
 from xpconv.compat import ConvolutionLayer
@@ -60,3 +63,20 @@ __all__ = [
     "unfold",
     "workspace_limit",
 ]
+
+# Submodules reachable as attributes (``xpconv.signal.convolve``) and imported
+# on first use, so that ``import xpconv`` stays light. The adapters
+# (xpconv.torch, xpconv.jax, xpconv.dask) need their library: import them
+# explicitly.
+_LAZY_SUBMODULES = ("nn", "signal")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f"xpconv.{name}")
+    msg = f"module 'xpconv' has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY_SUBMODULES])
