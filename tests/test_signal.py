@@ -386,7 +386,7 @@ def test_type_errors(backend: Any) -> None:
     with pytest.raises(TypeError, match="in2 must have an integer, real or complex"):
         signal.correlate(x, backend.asarray(np.ones(2, dtype=bool)))
     with pytest.raises(TypeError, match="in1 must be an array"):
-        signal.convolve([1.0, 2.0], x)
+        signal.convolve({"values": [1.0, 2.0]}, x)  # a list would be an array-like
     with pytest.raises(TypeError, match="axes must be None, an int or a sequence"):
         signal.convolve(x, x, axes="last")
 
@@ -515,3 +515,19 @@ def test_reachable_as_an_attribute_and_imported_on_first_use() -> None:
         "[1.0, 3.0, 2.0] ReLU",
         "module 'xpconv' has no attribute 'sgnal'",
     ]
+
+
+@pytest.mark.parametrize("name", ["convolve", "correlate", "convolve2d", "correlate2d"])
+def test_array_likes_as_scipy_takes_them(name: str) -> None:
+    """Lists, tuples and numbers are arrays of the other input's library, else NumPy's."""
+    rows = name.endswith("2d")
+    in1 = [[1, 2, 3], [4, 5, 6]] if rows else [1, 2, 3, 4]
+    in2 = [[0.5, -1.0]] if rows else (0.5, -1.0)
+    ours, theirs = getattr(signal, name)(in1, in2), getattr(scipy_signal, name)(in1, in2)
+    assert isinstance(ours, np.ndarray)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+    torch = pytest.importorskip("torch")
+    mixed = getattr(signal, name)(torch.asarray(in1, dtype=torch.float64), in2)
+    assert isinstance(mixed, torch.Tensor)
+    np.testing.assert_allclose(mixed.numpy(), theirs, rtol=1e-12)
+    assert signal.choose_conv_method(in1, in2) == "direct"

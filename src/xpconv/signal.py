@@ -19,6 +19,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import array_api_compat as compat
+import numpy as np
+
 from xpconv import _signal_core as core
 from xpconv._backend import namespace_of
 from xpconv._signal_2d import solve2d
@@ -35,10 +38,12 @@ def convolve(
 
     Parameters
     ----------
-    in1, in2 : array
+    in1, in2 : array or array_like
         Arrays of the same rank, library and device; integer, real or
         complex floating dtypes. Along the convolved axes neither may be
-        empty; along the other axes (see `axes`) they must broadcast.
+        empty; along the other axes (see `axes`) they must broadcast. A
+        number, list or tuple becomes an array of the other input's library
+        (NumPy's when neither is an array), as SciPy takes array-likes.
     mode : {'full', 'same', 'valid'}, optional
         'full' (default): the whole linear convolution, ``n1 + n2 - 1``
         along each convolved axis. 'same': the size of `in1`, centred on the
@@ -105,7 +110,7 @@ def convolve(
     >>> signal.convolve(x, np.full((1, 5), 0.2), mode="valid", axes=-1).shape
     (8, 96)
     """
-    return _solve(in1, in2, "convolve", mode, method, axes)
+    return _solve(*_arrays(in1, in2), "convolve", mode, method, axes)
 
 
 def correlate(
@@ -122,7 +127,7 @@ def correlate(
 
     Parameters
     ----------
-    in1, in2 : array
+    in1, in2 : array or array_like
         As in :func:`convolve`.
     mode : {'full', 'same', 'valid'}, optional
         As in :func:`convolve`; 'same' has the size of `in1`.
@@ -158,7 +163,30 @@ def correlate(
     >>> int(np.argmax(c)) - (len(x) - 1)
     2
     """
-    return _solve(in1, in2, "correlate", mode, method, axes)
+    return _solve(*_arrays(in1, in2), "correlate", mode, method, axes)
+
+
+# Python numbers and (nested) lists or tuples, which SciPy takes as array-likes.
+_ARRAY_LIKE = (int, float, complex, list, tuple)
+
+
+def _arrays(in1: Any, in2: Any) -> tuple[Array, Array]:
+    """The inputs as arrays: an array-like becomes an array of the other input's
+    library and device, or a NumPy array when neither input is an array."""
+    arrays = [a for a in (in1, in2) if compat.is_array_api_obj(a)]
+    if len(arrays) == 2:
+        return in1, in2
+    if arrays:
+        xp, device = compat.array_namespace(arrays[0]), compat.device(arrays[0])
+    else:
+        xp, device = compat.array_namespace(np.empty(0)), None
+
+    def as_array(a: Any) -> Any:
+        if compat.is_array_api_obj(a) or not isinstance(a, _ARRAY_LIKE):
+            return a  # an array, or something the checks will name and refuse
+        return xp.asarray(a, device=device)
+
+    return as_array(in1), as_array(in2)
 
 
 def _solve(in1: Array, in2: Array, op: str, mode: str, method: str, axes: Any) -> Array:
@@ -205,7 +233,7 @@ def choose_conv_method(
 
     Parameters
     ----------
-    in1, in2 : array
+    in1, in2 : array or array_like
         As in :func:`convolve`.
     mode : {'full', 'same', 'valid'}, optional
         As in :func:`convolve`.
@@ -231,6 +259,7 @@ def choose_conv_method(
     if op not in ("convolve", "correlate"):
         msg = f"op must be 'convolve' or 'correlate', got {op!r}"
         raise ValueError(msg)
+    in1, in2 = _arrays(in1, in2)
     if _both_scalars(in1, in2):
         return "direct"
     problem, xp = core.prepare(in1, in2, op=op, mode=mode, axes=axes)
@@ -253,8 +282,9 @@ def convolve2d(
 
     Parameters
     ----------
-    in1, in2 : array
-        2-D arrays of one library and device, neither of them empty.
+    in1, in2 : array or array_like
+        2-D arrays of one library and device, neither of them empty (a list
+        or tuple as in :func:`convolve`).
     mode : {'full', 'same', 'valid'}, optional
         As in :func:`convolve`; 'same' has the shape of `in1`.
     boundary : {'fill', 'wrap', 'symm'}, optional
@@ -294,7 +324,7 @@ def convolve2d(
            [10.,  8., 12.],
            [22., 20., 24.]])
     """
-    return solve2d(in1, in2, "convolve", mode, boundary, fillvalue, method)
+    return solve2d(*_arrays(in1, in2), "convolve", mode, boundary, fillvalue, method)
 
 
 def correlate2d(
@@ -326,4 +356,4 @@ def correlate2d(
            [-1., -1., -1.],
            [-1., -1., -1.]])
     """
-    return solve2d(in1, in2, "correlate2d", mode, boundary, fillvalue, method)
+    return solve2d(*_arrays(in1, in2), "correlate2d", mode, boundary, fillvalue, method)
