@@ -113,7 +113,8 @@ def shifted_rows(
     """Input planes as rows (c, n*plane + reach); offset t is ``[:, shift_t:shift_t + n*plane]``.
 
     Padded with ``mode`` while they are copied: a padding mode costs no
-    padded copy of the whole input (the planes are copied anyway).
+    padded copy of the whole input (the planes are copied anyway;
+    ``docs/performance.md``, design-depthwise-modes).
     """
     return _padded(planes, pads, lay.reach, buf, xp, mode)
 
