@@ -260,6 +260,15 @@ class DemoResult:
     image: Path | None = None
     filters: Any = None  # first-layer weights as a NumPy array (O, 1, KH, KW)
 
+    def record_epoch(
+        self, train_loss: float, train_acc: float, test_loss: float, test_acc: float
+    ) -> None:
+        """One epoch's losses and accuracies, appended to the histories."""
+        self.train_loss.append(train_loss)
+        self.train_accuracy.append(train_acc)
+        self.test_loss.append(test_loss)
+        self.test_accuracy_history.append(test_acc)
+
 
 def _check_config(config: DemoConfig) -> None:
     for name in ("epochs", "batch_size"):
@@ -318,6 +327,20 @@ def _thread_limit(threads: int | None) -> Any:
     return threadpool_limits(limits=threads)
 
 
+def _epoch_bar(tqdm: Any, epoch: int, epochs: int, n_batches: int) -> Any:
+    """The progress bar of one epoch on stderr, or None without tqdm."""
+    if tqdm is None:
+        return None
+    return tqdm(
+        total=n_batches,
+        desc=f"epoch {epoch:{len(str(epochs))}d}/{epochs}",
+        unit="batch",
+        file=sys.stderr,  # looked up now, not at import (pytest's capsys swaps it)
+        leave=True,
+        bar_format=_BAR_FORMAT,
+    )
+
+
 def _train(
     config: DemoConfig,
     *,
@@ -333,19 +356,10 @@ def _train(
     """The epochs of :func:`run_demo`; fills ``result``."""
     x_train, y_train, x_test, y_test = data
     n_batches = len(_batches(result.train_size, config.batch_size))
-    width = len(str(config.epochs))
+    width = len(str(config.epochs))  # for the lines that replace the bars
     start_all = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
-        bar = None
-        if tqdm is not None:
-            bar = tqdm(
-                total=n_batches,
-                desc=f"epoch {epoch:{width}d}/{config.epochs}",
-                unit="batch",
-                file=sys.stderr,
-                leave=True,
-                bar_format=_BAR_FORMAT,
-            )
+        bar = _epoch_bar(tqdm, epoch, config.epochs, n_batches)
         running = [0.0, 0.0, 0]
 
         def on_batch(loss: float, acc: float, bar: Any = bar, running: list = running) -> None:
@@ -375,10 +389,7 @@ def _train(
         synchronize(model[0].weight)
         result.epoch_seconds.append(time.perf_counter() - t0)
         test_loss, test_acc = evaluate(model, loss_fn, x_test, y_test)
-        result.train_loss.append(train_loss)
-        result.train_accuracy.append(train_acc)
-        result.test_loss.append(test_loss)
-        result.test_accuracy_history.append(test_acc)
+        result.record_epoch(train_loss, train_acc, test_loss, test_acc)
         summary = (
             f"loss {train_loss:.3f}, acc {100 * train_acc:.1f}% | "
             f"held-out loss {test_loss:.3f}, acc {100 * test_acc:.1f}%"
@@ -392,6 +403,34 @@ def _train(
     result.test_accuracy = result.test_accuracy_history[-1]
     result.test_correct = round(result.test_accuracy * result.test_size)
     result.filters = to_numpy(model[0].weight)
+
+
+def _digits(
+    config: DemoConfig, xp: Any, device: Any, dtype: Any
+) -> tuple[Array, Array, Array, Array]:
+    """The digits split (training set capped at ``config.max_train``) as the backend's arrays."""
+    x_train, y_train, x_test, y_test = load_digits_split(config.seed)
+    if config.max_train is not None:
+        x_train, y_train = x_train[: config.max_train], y_train[: config.max_train]
+    return (
+        xp.asarray(x_train, dtype=dtype, device=device),
+        xp.asarray(y_train, device=device),
+        xp.asarray(x_test, dtype=dtype, device=device),
+        xp.asarray(y_test, device=device),
+    )
+
+
+def _report(result: DemoResult, config: DemoConfig, say: Callable[[str], None]) -> None:
+    """The closing lines: held-out accuracy and time per epoch."""
+    per_epoch = sum(result.epoch_seconds) / len(result.epoch_seconds)
+    say(
+        f"test accuracy: {100 * result.test_accuracy:.1f}% "
+        f"({result.test_correct}/{result.test_size} held-out images)"
+    )
+    say(
+        f"time per epoch: {per_epoch:.2f} s (mean of {config.epochs}; "
+        f"first {result.epoch_seconds[0]:.2f} s); total {result.total_seconds:.1f} s"
+    )
 
 
 def run_demo(
@@ -424,15 +463,8 @@ def run_demo(
     if config.plot:
         _require("matplotlib", "matplotlib")
         _make_folder(Path(config.out))
-    x_train_np, y_train_np, x_test_np, y_test_np = load_digits_split(config.seed)
-    if config.max_train is not None:
-        x_train_np, y_train_np = x_train_np[: config.max_train], y_train_np[: config.max_train]
-
     dtype = getattr(xp, config.dtype)
-    x_train = xp.asarray(x_train_np, dtype=dtype, device=device)
-    y_train = xp.asarray(y_train_np, device=device)
-    x_test = xp.asarray(x_test_np, dtype=dtype, device=device)
-    y_test = xp.asarray(y_test_np, device=device)
+    x_train, y_train, x_test, y_test = _digits(config, xp, device, dtype)
 
     init_seq, order_seq = np.random.SeedSequence(config.seed).spawn(2)
     model = build_model(
@@ -474,15 +506,7 @@ def run_demo(
             say=say,
         )
 
-    per_epoch = sum(result.epoch_seconds) / len(result.epoch_seconds)
-    say(
-        f"test accuracy: {100 * result.test_accuracy:.1f}% "
-        f"({result.test_correct}/{result.test_size} held-out images)"
-    )
-    say(
-        f"time per epoch: {per_epoch:.2f} s (mean of {config.epochs}; "
-        f"first {result.epoch_seconds[0]:.2f} s); total {result.total_seconds:.1f} s"
-    )
+    _report(result, config, say)
     if config.plot:
         result.image = plot_results(result, Path(config.out) / IMAGE_NAME)
         say(f"wrote {result.image}")
