@@ -35,7 +35,7 @@ from typing import Any
 import array_api_compat as compat
 
 from xpconv._backend import add_into, capabilities
-from xpconv._geometry import ConvGeometry, conv_geometry, spatial_names
+from xpconv._geometry import ConvGeometry, conv_geometry
 
 __all__ = [
     "MODES",
@@ -89,11 +89,11 @@ def explicit_padding(
     """``x`` padded with ``mode`` and the geometry of padding 0 on it.
 
     For 'zeros', or nothing to pad, ``x`` and ``geom`` come back unchanged (the
-    engine pads with zeros itself, without a padded copy).
+    engine pads with zeros itself, without a padded copy). The caller has
+    checked the pads with :func:`check_pads`.
     """
     if mode == "zeros" or not geom.is_padded:
         return x, geom
-    check_pads(mode, geom.in_size, geom.pad, spatial_names(geom.rank))
     padded = pad(x, geom.pad, mode, xp)
     weight_shape = (geom.out_channels, geom.in_channels // geom.groups, *geom.kernel)
     inner = conv_geometry(
