@@ -331,6 +331,11 @@ class Scratch:
 
     def __init__(self) -> None:
         self._buffers: dict[Any, Array] = {}
+        self._parts: dict[int, Scratch] = {}
+
+    def part(self, k: int) -> Scratch:
+        """The buffers of worker thread ``k`` (each thread fills buffers of its own)."""
+        return self._parts.setdefault(k, Scratch())
 
     def buffer(self, like: Array, size: int, slot: Any) -> Array | None:
         """A buffer of at least ``size`` elements of ``like``'s dtype and device,

@@ -19,10 +19,12 @@ monkeypatching), to check that every route gives the same numbers.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
+import operator
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from xpconv._backend import (
     Scratch,
@@ -33,15 +35,18 @@ from xpconv._backend import (
     itemsize,
     memory_bytes,
     namespace_of,
+    set_into,
 )
 from xpconv._depthwise import depthwise_forward, depthwise_grads, pads_with_modes
 from xpconv._gemm import gemm_forward, gemm_input_grad, gemm_weight_grad
 from xpconv._geometry import ConvGeometry
 from xpconv._pointwise import pointwise_forward, pointwise_input_grad, pointwise_weight_grad
+from xpconv._threads import blas_threads, run_all, single_threaded_blas, thread_limit
+from xpconv._tiles import even_split
 from xpconv._workspace import get_workspace_limit
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from xpconv._backend import Capabilities
 
@@ -61,6 +66,7 @@ __all__ = [
 
 Array = Any
 Namespace = Any
+T = TypeVar("T")
 Kernel = Literal["pointwise", "depthwise", "gemm"]
 InputGradBy = Literal["pointwise", "transposed", "col2im"]
 
@@ -68,6 +74,14 @@ InputGradBy = Literal["pointwise", "transposed", "col2im"]
 # transposed copy of the output that one GEMM needs costs as much as the
 # product (docs/performance.md, design-per-sample).
 PER_SAMPLE_MAX_ROWS = 192
+
+# Fewest column entries (all samples) worth splitting across threads: below
+# it, starting the threads costs more than they save.
+SAMPLE_WORKERS_MIN_COLUMNS = 1 << 17
+# Largest im2col tile of one worker thread: its columns and their products
+# then stay in the CPU's cache between the copy and the matrix product
+# (docs/performance.md, design-sample-workers).
+WORKER_TILE_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -84,7 +98,9 @@ class Route:
     (:mod:`xpconv._gemm`); ``limit`` is the workspace limit in force, and
     ``scratch`` the buffers its passes share. ``padding_mode`` is the mode
     the kernel pads x with as it reads it ('zeros' unless :func:`plan` was
-    asked for a mode that the kernel can apply itself).
+    asked for a mode that the kernel can apply itself). ``workers`` is the
+    number of host threads the im2col passes split the samples across
+    (:func:`_sample_workers`).
     """
 
     geom: ConvGeometry
@@ -95,6 +111,7 @@ class Route:
     per_sample: bool
     fold_bias: bool
     padding_mode: str = "zeros"
+    workers: int = 1
     scratch: Scratch = field(default_factory=Scratch, compare=False, repr=False)
 
     def with_fold_bias(self, fold: bool) -> Route:
@@ -136,6 +153,24 @@ def _per_sample(geom: ConvGeometry) -> bool:
     return geom.groups == 1 and geom.column_rows <= PER_SAMPLE_MAX_ROWS
 
 
+def _sample_workers(geom: ConvGeometry, caps: Capabilities, kernel: Kernel) -> int:
+    """Host threads to split the samples of an im2col convolution across.
+
+    NumPy copies the columns and adds col2im's slices on one thread, while
+    the BLAS runs the products on all of them. Split by samples, each thread
+    copies its own columns and multiplies them on a one-thread BLAS while
+    they are still in its cache, as PyTorch's CPU convolution does
+    (``docs/performance.md``, design-sample-workers). As many threads as
+    both xpconv (:func:`xpconv.thread_limit`) and the BLAS may use, no more
+    than the samples; none for a convolution too small to pay for them.
+    """
+    if kernel != "gemm" or not caps.host_threads or geom.batch < 2:
+        return 1
+    if geom.batch * geom.column_rows * geom.out_volume < SAMPLE_WORKERS_MIN_COLUMNS:
+        return 1
+    return max(1, min(caps.threads, blas_threads(), geom.batch))
+
+
 _FORCED: ContextVar[dict[str, Any] | None] = ContextVar("xpconv_forced_route", default=None)
 
 
@@ -146,9 +181,11 @@ def forced_route(**choices: Any) -> Iterator[None]:
     ``kernel='gemm'`` and ``input_grad_by='col2im'`` are valid for every
     convolution; ``per_sample`` may be forced either way for one group;
     ``fold_bias=False``; ``scratch=False`` runs the generic array-API code
-    instead of the native buffers and strided copies.
+    instead of the native buffers and strided copies; ``workers=n`` splits
+    the samples of any NumPy im2col convolution across n threads (at most
+    one per sample).
     """
-    allowed = {"kernel", "input_grad_by", "per_sample", "fold_bias", "scratch"}
+    allowed = {"kernel", "input_grad_by", "per_sample", "fold_bias", "scratch", "workers"}
     unknown = set(choices) - allowed
     if unknown:
         msg = f"forced_route accepts {sorted(allowed)}, got {sorted(unknown)}"
@@ -186,8 +223,13 @@ def choose(
         by = "transposed" if forced["input_grad_by"] == "transposed" and stride_one else "col2im"
     per_sample = geom.groups == 1 and forced.get("per_sample", _per_sample(geom))
     fold_bias = per_sample and caps.scratch and forced.get("fold_bias", True)
+    workers = _sample_workers(geom, caps, kernel)
+    if "workers" in forced and kernel == "gemm" and caps.host_threads and caps.threads > 1:
+        workers = max(1, min(forced["workers"], geom.batch))
     scratch = Scratch() if scratch is None else scratch
-    return Route(geom, caps, limit, kernel, by, per_sample, fold_bias, scratch=scratch)
+    return Route(
+        geom, caps, limit, kernel, by, per_sample, fold_bias, workers=workers, scratch=scratch
+    )
 
 
 def plan(
@@ -257,35 +299,106 @@ def _zeros(shape: tuple[int, ...], like: Array, xp: Namespace) -> Array:
     return xp.zeros(shape, dtype=like.dtype, device=device_of(like=like))
 
 
-def forward(x: Array, weight: Array, bias: Array | None, route: Route, xp: Namespace) -> Array:
-    """The convolution's output (N, O, *out_size)."""
+def _empty(shape: tuple[int, ...], like: Array, xp: Namespace) -> Array:
+    return xp.empty(shape, dtype=like.dtype, device=device_of(like=like))
+
+
+def _into(out: Array | None, result: Array) -> Array:
+    """``result``, copied into ``out`` when the caller gave one."""
+    return result if out is None else set_into(out, (...,), result)
+
+
+# --------------------------------------------------------------------------- samples on threads
+
+
+def _sample_routes(route: Route) -> list[tuple[slice, Route]]:
+    """The samples cut into one chunk per worker, each with a route of its own.
+
+    The chunks run at the same time, so each gets its share of the
+    workspace limit (at most :data:`WORKER_TILE_BYTES`), and buffers of its own.
+    """
+    geom = route.geom
+    chunks = even_split(geom.batch, math.ceil(geom.batch / route.workers))
+    limit = None if route.limit is None else max(route.limit // len(chunks), 1)
+    limit = WORKER_TILE_BYTES if limit is None else min(limit, WORKER_TILE_BYTES)
+    return [
+        (
+            chunk,
+            replace(
+                route,
+                geom=replace(geom, batch=chunk.stop - chunk.start),
+                limit=limit,
+                workers=1,
+                scratch=route.scratch.part(k),
+            ),
+        )
+        for k, chunk in enumerate(chunks)
+    ]
+
+
+def _on_workers(route: Route, work: Callable[[slice, Route], T]) -> list[T]:
+    """``work(chunk, route)`` for every chunk of samples, each on a thread of its own.
+
+    The BLAS runs on one thread meanwhile: the chunks are the parallelism.
+    """
+    tasks = [functools.partial(_one_thread, work, c, sub) for c, sub in _sample_routes(route)]
+    with single_threaded_blas():
+        return run_all(tasks)
+
+
+def _one_thread(work: Callable[[slice, Route], T], chunk: slice, route: Route) -> T:
+    with thread_limit(1):  # a worker splits nothing further
+        return work(chunk, route)
+
+
+def forward(
+    x: Array,
+    weight: Array,
+    bias: Array | None,
+    route: Route,
+    xp: Namespace,
+    out: Array | None = None,
+) -> Array:
+    """The convolution's output (N, O, *out_size), written into ``out`` if given (NumPy)."""
     geom = route.geom
     if geom.batch == 0:  # an empty batch has nothing to tile (PyTorch returns empty too)
         return _zeros(geom.output_shape, x, xp)
+    if route.workers > 1:
+        y = _empty(geom.output_shape, x, xp) if out is None else out
+        _on_workers(route, lambda c, sub: forward(x[c, ...], weight, bias, sub, xp, out=y[c, ...]))
+        return y
+    if route.kernel == "gemm":
+        return gemm_forward(x, weight, bias, route, xp, out=out)
     if route.kernel == "depthwise":
-        return depthwise_forward(x, weight, bias, route, xp)
-    if route.kernel == "pointwise":
-        y = pointwise_forward(x, weight, geom, xp)
-        if bias is None:
-            return y
-        # In place where the backend allows it: no second output-sized array.
-        return add_into(y, (...,), xp.reshape(bias, (geom.out_channels, *(1,) * geom.rank)))
-    return gemm_forward(x, weight, bias, route, xp)
+        return _into(out, depthwise_forward(x, weight, bias, route, xp))
+    y = pointwise_forward(x, weight, geom, xp)
+    if bias is not None:  # in place where the backend allows it: no second output-sized array
+        y = add_into(y, (...,), xp.reshape(bias, (geom.out_channels, *(1,) * geom.rank)))
+    return _into(out, y)
 
 
-def input_grad(grad_output: Array, weight: Array, route: Route, xp: Namespace) -> Array:
-    """dL/dx (also a transposed convolution's forward pass)."""
+def input_grad(
+    grad_output: Array, weight: Array, route: Route, xp: Namespace, out: Array | None = None
+) -> Array:
+    """dL/dx (also a transposed convolution's forward pass), written into ``out`` if given."""
     geom = route.geom
     if geom.batch == 0:
         return _zeros(geom.input_shape, grad_output, xp)
+    if route.workers > 1:
+        gx = _empty(geom.input_shape, grad_output, xp) if out is None else out
+        _on_workers(
+            route, lambda c, sub: input_grad(grad_output[c, ...], weight, sub, xp, out=gx[c, ...])
+        )
+        return gx
     if route.input_grad_by == "pointwise":
-        return pointwise_input_grad(grad_output, weight, geom, xp)
+        return _into(out, pointwise_input_grad(grad_output, weight, geom, xp))
     # The transposed convolution multiplies its zero padding by the weight: a
     # non-finite weight would turn those zeros into NaN where col2im (and
     # PyTorch) add nothing. Unless the weight is known to be finite, col2im.
     if route.input_grad_by == "transposed" and all_finite(weight):
-        return _transposed_input_grad(grad_output, weight, route, xp)
-    return gemm_input_grad(grad_output, weight, replace(route, input_grad_by="col2im"), xp)
+        return _transposed_input_grad(grad_output, weight, route, xp, out)
+    route = replace(route, input_grad_by="col2im")
+    return gemm_input_grad(grad_output, weight, route, xp, out=out)
 
 
 def weight_grad(
@@ -296,6 +409,12 @@ def weight_grad(
     if geom.batch == 0:
         grad_b = _zeros((geom.out_channels,), x, xp) if bias else None
         return _zeros(geom.weight_shape, x, xp), grad_b
+    if route.workers > 1:
+        parts = _on_workers(
+            route, lambda c, sub: weight_grad(grad_output[c, ...], x[c, ...], sub, xp, bias=bias)
+        )
+        grad_w = functools.reduce(operator.add, (w for w, _ in parts))
+        return grad_w, (functools.reduce(operator.add, (b for _, b in parts)) if bias else None)
     if route.kernel == "depthwise":
         return depthwise_grads(grad_output, x, route, xp, bias_grad=bias)
     if route.kernel == "pointwise":
@@ -364,9 +483,11 @@ def _transposed_weight(weight: Array, geom: ConvGeometry, xp: Namespace) -> Arra
     return xp.flip(swapped, axis=tuple(a - 1 for a in spatial))
 
 
-def _transposed_input_grad(grad_output: Array, weight: Array, route: Route, xp: Namespace) -> Array:
+def _transposed_input_grad(
+    grad_output: Array, weight: Array, route: Route, xp: Namespace, out: Array | None
+) -> Array:
     transposed, crops = _transposed_geometry(route.geom)
     gy = grad_output[(slice(None), slice(None), *crops)]
     flipped = _transposed_weight(weight, route.geom, xp)
     route = choose(transposed, route.caps, route.limit, route.scratch)
-    return forward(gy, flipped, None, route, xp)
+    return forward(gy, flipped, None, route, xp, out=out)

@@ -128,8 +128,18 @@ def _tile_output(wg: Array, cols: Array, tile: Tile, route: Route, xp: Namespace
     return xp.permute_dims(by_channel, (1, 0, *range(2, by_channel.ndim)))
 
 
-def gemm_forward(x: Array, weight: Array, bias: Array | None, route: Route, xp: Namespace) -> Array:
-    """Output (N, O, *out_size): per tile, im2col and one product per group."""
+def gemm_forward(
+    x: Array,
+    weight: Array,
+    bias: Array | None,
+    route: Route,
+    xp: Namespace,
+    out: Array | None = None,
+) -> Array:
+    """Output (N, O, *out_size): per tile, im2col and one product per group.
+
+    Written into ``out`` (a NumPy or CuPy array of that shape) when given.
+    """
     geom = route.geom
     fold = route.fold_bias and bias is not None
     route = route.with_fold_bias(fold)
@@ -138,11 +148,15 @@ def gemm_forward(x: Array, weight: Array, bias: Array | None, route: Route, xp: 
     wg = _grouped_weight(weight, geom, xp)
     if fold:  # (1, O, C*K + 1): the bias meets the columns' row of ones
         wg = xp.concat((wg, xp.reshape(bias, (1, geom.out_channels, 1))), axis=2)
-    if len(tiling) == 1:
+    if len(tiling) == 1 and out is None:
         (tile,) = tiling
         y = contiguous(_tile_output(wg, _columns(x, tile, route, xp, bufs), tile, route, xp))
     else:
-        y = xp.empty(geom.output_shape, dtype=x.dtype, device=device_of(x=x))
+        y = (
+            xp.empty(geom.output_shape, dtype=x.dtype, device=device_of(x=x))
+            if out is None
+            else out
+        )
         for tile in tiling:
             part = _tile_output(wg, _columns(x, tile, route, xp, bufs), tile, route, xp)
             y = set_into(y, tile.output_key, part)
@@ -215,19 +229,25 @@ def _tile_column_grad(
     return xp.reshape(dcols, (route.geom.column_rows, -1))
 
 
-def gemm_input_grad(grad_output: Array, weight: Array, route: Route, xp: Namespace) -> Array:
+def gemm_input_grad(
+    grad_output: Array, weight: Array, route: Route, xp: Namespace, out: Array | None = None
+) -> Array:
     """dL/dx: per tile, the column gradient W^T @ gy, which col2im adds into dx.
 
     Where every tile is whole samples and one kernel offset covers the input
     (stride 1, "same" padding), col2im assigns that offset's block first, so
     dx starts empty instead of zeroed (``docs/performance.md``, design-covering-tap).
+    dx is ``out`` (a NumPy or CuPy array of its shape) when given.
     """
     geom = route.geom
     tiling = _tiling(route, grad_output, xp, ones_row=False)
     buf = _columns_buffer(route, grad_output, tiling, ones_row=False)
     assign = covering_tap(geom) if route.caps.in_place and tiling.whole_samples else None
-    start = xp.zeros if assign is None else xp.empty
-    grad_x = start(geom.input_shape, dtype=grad_output.dtype, device=device_of(gy=grad_output))
+    if out is None:
+        start = xp.zeros if assign is None else xp.empty
+        grad_x = start(geom.input_shape, dtype=grad_output.dtype, device=device_of(gy=grad_output))
+    else:
+        grad_x = out if assign is not None else set_into(out, (...,), 0)
     wg_t = xp.matrix_transpose(_grouped_weight(weight, geom, xp))  # (g, C/g*K, O/g)
     for tile in tiling:
         dcols = _tile_column_grad(grad_output, wg_t, tile, route, xp, buf)

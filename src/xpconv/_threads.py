@@ -45,12 +45,12 @@ import threading
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
-__all__ = ["run_all", "thread_count", "thread_limit"]
+__all__ = ["blas_threads", "run_all", "single_threaded_blas", "thread_count", "thread_limit"]
 
 T = TypeVar("T")
 
@@ -210,6 +210,64 @@ def run_all(tasks: Sequence[Callable[[], T]]) -> list[T]:
     pending = _submit(tasks[1:])
     first = tasks[0]()
     return [first, *(future.result() for future in pending)]
+
+
+class _Blas:
+    """NumPy's BLAS as ``threadpoolctl`` controls it, and who holds it at one thread."""
+
+    lock = threading.Lock()
+    libraries: Any = None  # threadpoolctl's selection of BLAS libraries; False: none
+    users = 0  # callers inside single_threaded_blas() now
+    limiter: Any = None  # what restores their thread counts when the last one leaves
+
+
+def _blas_libraries() -> Any:
+    """The BLAS libraries loaded in this process, found once (``False`` without threadpoolctl).
+
+    Looked for at the first call, when NumPy (which loads its BLAS) has
+    been imported by the caller's arrays.
+    """
+    if _Blas.libraries is None:
+        try:
+            import threadpoolctl
+        except ImportError:  # pragma: no cover - a dependency; kept optional at run time
+            _Blas.libraries = False
+        else:
+            found = threadpoolctl.ThreadpoolController().select(user_api="blas")
+            _Blas.libraries = found if found.lib_controllers else False
+    return _Blas.libraries
+
+
+def blas_threads() -> int:
+    """Threads the BLAS may use now; 1 where xpconv cannot set them (no work is split then)."""
+    libraries = _blas_libraries()
+    if not libraries:
+        return 1
+    return max(1, min(lib.num_threads for lib in libraries.lib_controllers))
+
+
+@contextlib.contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """The BLAS on one thread inside the block, for work split across xpconv's own threads.
+
+    Several threads may hold it at once: the first to enter sets one
+    thread, the last to leave restores the counts it found. (A BLAS on
+    several threads, called from several threads, would run the calls one
+    after the other or oversubscribe the CPUs.)
+    """
+    libraries = _blas_libraries()
+    with _Blas.lock:
+        if _Blas.users == 0 and libraries:
+            _Blas.limiter = libraries.limit(limits=1)
+        _Blas.users += 1
+    try:
+        yield
+    finally:
+        with _Blas.lock:
+            _Blas.users -= 1
+            if _Blas.users == 0 and _Blas.limiter is not None:
+                _Blas.limiter.restore_original_limits()
+                _Blas.limiter = None
 
 
 # Report a bad XPCONV_NUM_THREADS now, when xpconv is imported, rather than
