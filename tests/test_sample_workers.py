@@ -95,7 +95,7 @@ def test_who_splits() -> None:
     """NumPy convolutions large enough, on as many threads as xpconv and the
     BLAS allow and the batch has; never a small one, a depthwise one or one
     on another library."""
-    big = conv_geometry((8, 16, 32, 32), (16, 16, 3, 3), padding=1)
+    big = conv_geometry((8, 64, 32, 32), (64, 64, 3, 3), padding=1)
     like = np.zeros(1)
     blas = _threads.blas_threads()
     assert _engine.plan(big, like).workers == max(1, min(4, blas))
@@ -103,17 +103,17 @@ def test_who_splits() -> None:
         assert _engine.plan(big, like).workers == 1
     with threadpoolctl.threadpool_limits(1, user_api="blas"):
         assert _engine.plan(big, like).workers == 1
-    few = conv_geometry((2, 16, 32, 32), (16, 16, 3, 3), padding=1)
-    assert _engine.plan(few, like).workers <= 2
-    small = conv_geometry((8, 1, 8, 8), (2, 1, 3, 3), padding=1)
+    few = conv_geometry((2, 64, 64, 64), (64, 64, 3, 3), padding=1)
+    assert _engine.plan(few, like).workers == max(1, min(2, blas))
+    small = conv_geometry((64, 1, 28, 28), (32, 1, 3, 3), padding=1)  # the MNIST layer
     assert _engine.plan(small, like).workers == 1
-    depthwise = conv_geometry((8, 16, 32, 32), (16, 1, 3, 3), padding=1, groups=16)
+    depthwise = conv_geometry((8, 64, 32, 32), (64, 1, 3, 3), padding=1, groups=64)
     assert _engine.plan(depthwise, like).workers == 1
     assert _engine.plan(big, like.astype(np.float32)).kernel == "gemm"
 
 
 def test_other_libraries_are_not_split(backend: Any) -> None:
-    geom = conv_geometry((8, 16, 32, 32), (16, 16, 3, 3), padding=1)
+    geom = conv_geometry((8, 64, 32, 32), (64, 64, 3, 3), padding=1)
     like = backend.asarray(np.zeros(1))
     with forced_route(workers=4):
         route = _engine.plan(geom, like)

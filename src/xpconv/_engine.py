@@ -76,12 +76,9 @@ InputGradBy = Literal["pointwise", "transposed", "col2im"]
 PER_SAMPLE_MAX_ROWS = 192
 
 # Fewest column entries (all samples) worth splitting across threads: below
-# it, starting the threads costs more than they save.
-SAMPLE_WORKERS_MIN_COLUMNS = 1 << 17
-# Largest im2col tile of one worker thread: its columns and their products
-# then stay in the CPU's cache between the copy and the matrix product
-# (docs/performance.md, design-sample-workers).
-WORKER_TILE_BYTES = 4 << 20
+# it the threads' start and the one-thread BLAS on short products cost what
+# they save (docs/performance.md, design-sample-workers).
+SAMPLE_WORKERS_MIN_COLUMNS = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -315,12 +312,11 @@ def _sample_routes(route: Route) -> list[tuple[slice, Route]]:
     """The samples cut into one chunk per worker, each with a route of its own.
 
     The chunks run at the same time, so each gets its share of the
-    workspace limit (at most :data:`WORKER_TILE_BYTES`), and buffers of its own.
+    workspace limit, and buffers of its own.
     """
     geom = route.geom
     chunks = even_split(geom.batch, math.ceil(geom.batch / route.workers))
     limit = None if route.limit is None else max(route.limit // len(chunks), 1)
-    limit = WORKER_TILE_BYTES if limit is None else min(limit, WORKER_TILE_BYTES)
     return [
         (
             chunk,

@@ -1,13 +1,14 @@
 """Independent pieces of NumPy work on several CPU threads.
 
 NumPy runs each elementwise operation on one thread. Where xpconv's work is
-a loop of independent, cache-sized pieces of elementwise arithmetic (the
-depthwise kernel's chunks, :mod:`xpconv._depthwise`), Python threads can run
-the pieces side by side: NumPy lets go of the GIL inside each operation. The
-matrix products need none of this (the BLAS has its own threads), and neither
-do the other libraries (PyTorch has its own threads, CuPy the GPU, JAX and
-Dask their own schedulers), so :func:`xpconv._backend.host_workers` asks for
-threads for NumPy arrays only.
+a loop of independent, cache-sized pieces (the depthwise kernel's chunks,
+:mod:`xpconv._depthwise`; the samples of an im2col convolution,
+:func:`xpconv._engine._sample_workers`), Python threads can run the pieces
+side by side: NumPy lets go of the GIL inside each operation. Where the
+pieces include matrix products, the BLAS is held at one thread meanwhile
+(:func:`single_threaded_blas`): the pieces are the parallelism. The other
+libraries need none of this (PyTorch has its own threads, CuPy the GPU, JAX
+and Dask their own schedulers), so threads are used for NumPy arrays only.
 
 How many: ``XPCONV_NUM_THREADS`` if set, otherwise the CPUs this process may
 run on; :func:`thread_limit` caps it for a block of code (as
@@ -136,9 +137,14 @@ def thread_limit(threads: int) -> Iterator[None]:
 
     Notes
     -----
-    Only the depthwise kernel's forward pass on NumPy arrays has such loops
-    (:mod:`xpconv._threads`); the BLAS's threads are not affected (use
-    ``threadpoolctl`` for those). Outside any limit xpconv uses
+    On NumPy arrays, the depthwise kernel's forward pass shares its chunks
+    out over these threads, and an im2col convolution with several samples
+    splits them across the threads, with the BLAS held at one thread while
+    they run (at most as many threads as the BLAS itself may use: a
+    ``threadpoolctl`` limit of 1 also keeps the samples on one thread). With
+    a limit of 1, xpconv leaves the BLAS's thread count alone; other threads
+    of the program calling the BLAS during a split convolution get one
+    thread. Outside any limit xpconv uses
     ``XPCONV_NUM_THREADS`` threads if that is set, otherwise one per CPU the
     process may run on, and never more threads than such CPUs, whatever the
     limit or the variable asks for. The limit is a
