@@ -9,7 +9,8 @@
 (:func:`xpconv._backend.capabilities`, asked once) and fixes every choice in
 one :class:`Route`: which kernel computes the forward pass and the weight
 gradient, how the input gradient is formed, whether the products go sample
-by sample and carry the bias, and the workspace limit in force. The passes
+by sample and carry the bias, how many threads the samples are split
+across, and the workspace limit in force. The passes
 below read the route; none of them asks the backend or the geometry again.
 
 Tests force a route through :func:`forced_route` (configuration, not
@@ -305,48 +306,6 @@ def _into(out: Array | None, result: Array) -> Array:
     return result if out is None else set_into(out, (...,), result)
 
 
-# --------------------------------------------------------------------------- samples on threads
-
-
-def _sample_routes(route: Route) -> list[tuple[slice, Route]]:
-    """The samples cut into one chunk per worker, each with a route of its own.
-
-    The chunks run at the same time, so each gets its share of the
-    workspace limit, and buffers of its own.
-    """
-    geom = route.geom
-    chunks = even_split(geom.batch, math.ceil(geom.batch / route.workers))
-    limit = None if route.limit is None else max(route.limit // len(chunks), 1)
-    return [
-        (
-            chunk,
-            replace(
-                route,
-                geom=replace(geom, batch=chunk.stop - chunk.start),
-                limit=limit,
-                workers=1,
-                scratch=route.scratch.part(k),
-            ),
-        )
-        for k, chunk in enumerate(chunks)
-    ]
-
-
-def _on_workers(route: Route, work: Callable[[slice, Route], T]) -> list[T]:
-    """``work(chunk, route)`` for every chunk of samples, each on a thread of its own.
-
-    The BLAS runs on one thread meanwhile: the chunks are the parallelism.
-    """
-    tasks = [functools.partial(_one_thread, work, c, sub) for c, sub in _sample_routes(route)]
-    with single_threaded_blas():
-        return run_all(tasks)
-
-
-def _one_thread(work: Callable[[slice, Route], T], chunk: slice, route: Route) -> T:
-    with thread_limit(1):  # a worker splits nothing further
-        return work(chunk, route)
-
-
 def forward(
     x: Array,
     weight: Array,
@@ -427,6 +386,48 @@ def weight_grad(
 def bias_grad(grad_output: Array, xp: Namespace) -> Array:
     """dL/db: grad_output summed over every axis but the channels."""
     return xp.sum(grad_output, axis=(0, *range(2, grad_output.ndim)))
+
+
+# --------------------------------------------------------------------------- samples on threads
+
+
+def _sample_routes(route: Route) -> list[tuple[slice, Route]]:
+    """The samples cut into one chunk per worker, each with a route of its own.
+
+    The chunks run at the same time, so each gets its share of the
+    workspace limit, and buffers of its own.
+    """
+    geom = route.geom
+    chunks = even_split(geom.batch, math.ceil(geom.batch / route.workers))
+    limit = None if route.limit is None else max(route.limit // len(chunks), 1)
+    return [
+        (
+            chunk,
+            replace(
+                route,
+                geom=replace(geom, batch=chunk.stop - chunk.start),
+                limit=limit,
+                workers=1,
+                scratch=route.scratch.part(k),
+            ),
+        )
+        for k, chunk in enumerate(chunks)
+    ]
+
+
+def _on_workers(route: Route, work: Callable[[slice, Route], T]) -> list[T]:
+    """``work(chunk, route)`` for every chunk of samples, each on a thread of its own.
+
+    The BLAS runs on one thread meanwhile: the chunks are the parallelism.
+    """
+    tasks = [functools.partial(_one_thread, work, c, sub) for c, sub in _sample_routes(route)]
+    with single_threaded_blas():
+        return run_all(tasks)
+
+
+def _one_thread(work: Callable[[slice, Route], T], chunk: slice, route: Route) -> T:
+    with thread_limit(1):  # a worker splits nothing further
+        return work(chunk, route)
 
 
 # --------------------------------------------------------------------------- the transpose rule
