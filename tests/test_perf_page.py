@@ -34,25 +34,49 @@ def page(perf, tmp_path_factory):
     return perf.render(RESULTS, images, "IMG"), images
 
 
-def test_sections_are_named_by_machine_not_by_timestamp(page):
+XEON_META = {
+    "date": "2026-11-29T06:53:57+00:00",
+    "machine": {"cpu": "Intel(R) Xeon(R) Processor", "cpu_count": 2},
+    "python": "3.11.7",
+    "numpy": "2.4.6",
+    "torch": "2.13.0+cpu",
+    "xpconv": "0.1.0",
+    "blas": {"libraries": [{"internal_api": "openblas", "version": "0.3.31.188.0",
+                            "architecture": "SkylakeX"}]},
+    "threads": {"requested": 2, "torch": 2, "xpconv": 2, "blas:openblas": 2},
+    "backend": "numpy",
+    "compare": "torch",
+    "device": "cpu",
+    "workspace_bytes": 16 * 2**20,
+}
+
+
+def test_a_run_is_named_by_its_machine_in_words(perf):
+    assert perf.run_title(XEON_META, "?") == "2-core Intel Xeon: NumPy against PyTorch CPU"
+    assert perf.environment(XEON_META) == (
+        "Measured on 2026-11-29 on the 2-core Intel Xeon with Python 3.11.7, NumPy 2.4.6, "
+        "PyTorch 2.13.0+cpu, xpconv 0.1.0; OpenBLAS 0.3.31 (SkylakeX kernels); 2 CPU threads "
+        "for every library; a 16 MiB workspace."
+    )
+
+
+def test_sections_are_named_by_machine_not_by_timestamp(page, perf):
     text, _ = page
     headings = [line for line in text.splitlines() if line.startswith("## ")]
     assert headings[0] == "## At a glance"
-    assert "## 2-core Intel Xeon: NumPy against PyTorch CPU" in headings
+    cpu_meta = json.loads((RESULTS / "cpu-numpy.json").read_text())["meta"]
+    assert f"## {perf.run_title(cpu_meta, '?')}" in headings
     assert "## NVIDIA H200: CuPy against PyTorch CUDA (cuDNN)" in headings
     assert not [h for h in headings if re.search(r"\d{4}-\d\d-\d\dT|\d\d:\d\d", h)]
     assert len(set(headings)) == len(headings)
 
 
-def test_environment_is_a_sentence_not_a_python_dict(page):
+def test_environment_is_a_sentence_not_a_python_dict(page, perf):
     text, _ = page
     assert "{'" not in text
     assert "'libraries'" not in text
-    assert (
-        "Measured on 2026-11-29 on the 2-core Intel Xeon with Python 3.11.7, NumPy 2.4.6, "
-        "PyTorch 2.13.0+cpu, xpconv 0.1.0; OpenBLAS 0.3.31 (SkylakeX kernels); 2 CPU threads "
-        "for every library; a 16 MiB workspace" in text
-    )
+    cpu_meta = json.loads((RESULTS / "cpu-numpy.json").read_text())["meta"]
+    assert perf.environment(cpu_meta).removesuffix(".") in text
 
 
 def test_the_page_opens_with_the_cpu_and_gpu_ratio_picture(page, perf):

@@ -309,6 +309,14 @@ def matmul_into(a: Array, b: Array, out: Array | None) -> Array:
     return a * b if a.shape[-1] == 1 else xp.matmul(a, b)
 
 
+def flat_view(a: Array) -> Array | None:
+    """A 1-D view of a C-contiguous NumPy or CuPy array (an ``out`` for
+    :func:`matmul_into` that writes into ``a`` itself), else ``None``."""
+    if (_is("numpy", a) or _is("cupy", a)) and a.flags.c_contiguous:
+        return a.reshape(-1)
+    return None
+
+
 def workspace_buffer(like: Array, size: int) -> Array | None:
     """A flat scratch buffer of ``size`` elements for :func:`window_copy` and
     :func:`matmul_into`, or ``None`` on backends that cannot write into one."""

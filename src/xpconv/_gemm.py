@@ -26,6 +26,7 @@ from xpconv._backend import (
     add_into,
     contiguous,
     device_of,
+    flat_view,
     itemsize,
     matmul_into,
     set_into,
@@ -113,8 +114,14 @@ def _output_by_sample(gy: Array, tile: Tile, xp: Namespace) -> Array:
     return xp.reshape(part, (part.shape[0], part.shape[1], -1))
 
 
-def _tile_output(wg: Array, cols: Array, tile: Tile, route: Route, xp: Namespace) -> Array:
-    """The tile's output (n, O, *out_size) from its columns."""
+def _tile_output(
+    wg: Array, cols: Array, tile: Tile, route: Route, xp: Namespace, into: Array | None = None
+) -> Array:
+    """The tile's output (n, O, *out_size) from its columns.
+
+    A per-sample product is written into ``into`` (a flat view of the
+    tile's region of the output) when given.
+    """
     sub, geom = tile.geom, route.geom
     if route.per_sample:
         # (n, C*K, L) views of the columns, one product per sample: the
@@ -122,7 +129,8 @@ def _tile_output(wg: Array, cols: Array, tile: Tile, route: Route, xp: Namespace
         by_sample = xp.permute_dims(
             xp.reshape(cols, (cols.shape[0], sub.batch, sub.out_volume)), (1, 0, 2)
         )
-        return xp.reshape(xp.matmul(wg[0, ...], by_sample), (sub.batch, -1, *sub.out_size))
+        product = matmul_into(wg[0, ...], by_sample, into)
+        return xp.reshape(product, (sub.batch, -1, *sub.out_size))
     prod = _product(wg, _grouped_cols(cols, geom, xp), xp)  # (g, O/g, n*L)
     by_channel = xp.reshape(prod, (geom.out_channels, sub.batch, *sub.out_size))
     return xp.permute_dims(by_channel, (1, 0, *range(2, by_channel.ndim)))
@@ -157,9 +165,14 @@ def gemm_forward(
             if out is None
             else out
         )
+        # Per-sample products over whole samples go straight into y's region
+        # of the tile: no tile-sized result to allocate and copy over.
+        direct = route.per_sample and tiling.whole_samples and flat_view(y) is not None
         for tile in tiling:
-            part = _tile_output(wg, _columns(x, tile, route, xp, bufs), tile, route, xp)
-            y = set_into(y, tile.output_key, part)
+            into = flat_view(y[tile.output_key]) if direct else None
+            part = _tile_output(wg, _columns(x, tile, route, xp, bufs), tile, route, xp, into)
+            if into is None:
+                y = set_into(y, tile.output_key, part)
             del part  # one tile's output alive at a time
     if bias is None or fold:
         return y
