@@ -41,8 +41,11 @@ XEON_META = {
     "numpy": "2.4.6",
     "torch": "2.13.0+cpu",
     "xpconv": "0.1.0",
-    "blas": {"libraries": [{"internal_api": "openblas", "version": "0.3.31.188.0",
-                            "architecture": "SkylakeX"}]},
+    "blas": {
+        "libraries": [
+            {"internal_api": "openblas", "version": "0.3.31.188.0", "architecture": "SkylakeX"}
+        ]
+    },
     "threads": {"requested": 2, "torch": 2, "xpconv": 2, "blas:openblas": 2},
     "backend": "numpy",
     "compare": "torch",
