@@ -25,6 +25,7 @@ import reference as ref
 import xpconv
 from reference import assert_close, is_slow, thin
 from xpconv import _engine, _padding
+from xpconv._backend import capabilities
 from xpconv._geometry import conv_geometry
 
 torch = pytest.importorskip("torch")
@@ -230,6 +231,46 @@ def test_depthwise_kernel_pads_with_the_mode(backend: Any, mode: str, how: str) 
         y = xpconv.conv2d(xb, wb, bb, padding_mode=mode, **kw)
         grads = xpconv.conv2d_backward(gyb, xb, wb, padding_mode=mode, **kw)
     assert route.kernel == "depthwise"
+    assert route.padding_mode == (mode if pads_itself else "zeros")
+    assert_close(backend, y, y_ref, like=xb)
+    for got, want in zip(grads, grads_ref, strict=True):
+        assert_close(backend, got, want, like=xb)
+
+
+# The im2col route pads each tile's copy of whole samples with the mode (on
+# libraries with buffers of their own); tiles that are bands of a sample (a
+# 2 KiB workspace here) or a library without buffers take a padded copy of x.
+# One sample's columns here (37 rows x 280 positions x 8 bytes) fit in 120 kB
+# but not in a worker's half of it.
+GEMM_ROUTES = {
+    "samples": ({}, None, True),
+    "samples_on_workers": ({"workers": 2}, None, True),
+    "samples_in_a_tight_limit": ({"workers": 1}, 120_000, True),
+    "bands_on_workers": ({"workers": 2}, 120_000, False),
+    "no_buffer": ({"scratch": False}, None, False),
+    "bands": ({}, 2048, False),
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("how", GEMM_ROUTES)
+def test_im2col_tiles_pad_with_the_mode(backend: Any, mode: str, how: str) -> None:
+    forced, limit, pads_itself = GEMM_ROUTES[how]
+    kw = {"padding": (2, 1, 3), "stride": (1, 2, 1), "dilation": (1, 1, 2)}
+    x, w, b = _data((3, 2, 5, 6, 8), 1), _data((4, 2, 3, 2, 3), 2), _data((4,), 3)
+    (y_ref,) = _oracle(x, w, b, None, mode, kw)
+    gy = _data(y_ref.shape, 4)
+    _, *grads_ref = _oracle(x, w, b, gy, mode, kw)
+    xb, wb, bb, gyb = (backend.asarray(a) for a in (x, w, b, gy))
+    bounded = xpconv.workspace_limit(limit) if limit else contextlib.nullcontext()
+    with _engine.forced_route(**forced), bounded:
+        route = _engine.plan(conv_geometry(x.shape, w.shape, **kw), xb, padding_mode=mode)
+        y = xpconv.conv3d(xb, wb, bb, padding_mode=mode, **kw)
+        grads = xpconv.conv3d_backward(gyb, xb, wb, padding_mode=mode, **kw)
+    assert route.kernel == "gemm"
+    if forced.get("workers", 1) > route.workers:
+        pytest.skip("no xpconv workers with this library or on one CPU thread")
+    pads_itself = pads_itself and capabilities(xb).scratch
     assert route.padding_mode == (mode if pads_itself else "zeros")
     assert_close(backend, y, y_ref, like=xb)
     for got, want in zip(grads, grads_ref, strict=True):

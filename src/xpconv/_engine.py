@@ -241,21 +241,42 @@ def plan(
 
     A ``padding_mode`` other than 'zeros' is taken by the depthwise kernel,
     which pads its copies of the planes with it
-    (:func:`xpconv._depthwise.pads_with_modes`): then the route's
-    ``padding_mode`` is that mode. Otherwise it stays 'zeros', and the
-    caller pads a copy of x with the mode and plans the convolution of
-    that copy with padding 0 (:func:`xpconv._padding.explicit_padding`).
+    (:func:`xpconv._depthwise.pads_with_modes`), and by the im2col route
+    when its tiles are whole samples, which pads each tile's copy with it
+    (:func:`_gemm_pads_with_modes`): then the route's ``padding_mode`` is
+    that mode. Otherwise it stays 'zeros', and the caller pads a copy of x
+    with the mode and plans the convolution of that copy with padding 0
+    (:func:`xpconv._padding.explicit_padding`).
     """
     caps = capabilities(like)
     item = itemsize(like.dtype, namespace_of(like=like) if xp is None else xp)
     one_band = (geom.column_rows, geom.out_volume // max(geom.out_size[0], 1))
     check_fits(one_band, item, like, "the im2col columns of one output row")
     route = choose(geom, caps, get_workspace_limit(gpu=caps.gpu))
-    if padding_mode == "zeros" or not geom.is_padded or route.kernel != "depthwise":
+    if padding_mode == "zeros" or not geom.is_padded:
         return route
-    if not pads_with_modes(geom, caps, route.limit, item):
-        return route
-    return replace(route, padding_mode=padding_mode)
+    if route.kernel == "depthwise" and pads_with_modes(geom, caps, route.limit, item):
+        return replace(route, padding_mode=padding_mode)
+    if route.kernel == "gemm" and _gemm_pads_with_modes(route, item):
+        return replace(route, padding_mode=padding_mode)
+    return route
+
+
+def _gemm_pads_with_modes(route: Route, item: int) -> bool:
+    """Whether every im2col tile is whole samples, even on a worker's share of the limit.
+
+    Such a tile pads its copy of the samples with the mode, which saves the
+    padded copy of x in the forward pass and the weight gradient
+    (``docs/performance.md``, design-gemm-modes). A band's mirrored or
+    wrapped rows would lie in other bands.
+    """
+    if not route.caps.scratch:
+        return False
+    if route.limit is None:
+        return True
+    geom = route.geom
+    one_sample = (geom.column_rows + 1) * geom.out_volume * item  # + a ones row
+    return one_sample <= route.limit // max(route.workers, 1)
 
 
 def padded_input_route(route: Route) -> Route:

@@ -72,7 +72,7 @@ def _pad_buffer(route: Route, like: Array, tiling: Tiling) -> Array | None:
 def _columns(x: Array, tile: Tile, route: Route, xp: Namespace, bufs: tuple[Any, Any]) -> Array:
     """The tile's im2col columns (C*K [+1], n*L), in the columns buffer where there is one."""
     buf, pad_buf = bufs
-    padded = pad_region(x, route.geom, tile, xp, out=pad_buf)
+    padded = pad_region(x, route.geom, tile, xp, out=pad_buf, mode=route.padding_mode)
     return im2col_gemm(
         padded, tile.geom, xp, out=buf, ones_row=route.fold_bias, native=route.caps.scratch
     )

@@ -50,6 +50,7 @@ from xpconv._backend import (
     set_into,
     window_copy,
 )
+from xpconv._padding import fill_borders, pad
 
 if TYPE_CHECKING:
     from xpconv._geometry import ConvGeometry
@@ -107,7 +108,13 @@ def pad_input(x: Array, geom: ConvGeometry, xp: Namespace) -> Array:
 
 
 def pad_region(
-    x: Array, geom: ConvGeometry, tile: Tile, xp: Namespace, *, out: Array | None = None
+    x: Array,
+    geom: ConvGeometry,
+    tile: Tile,
+    xp: Namespace,
+    *,
+    out: Array | None = None,
+    mode: str = "zeros",
 ) -> Array:
     """``pad_input(x)[tile.batch, :, tile.rows]`` without padding the rest of ``x``.
 
@@ -116,12 +123,20 @@ def pad_region(
     where the backend has one. A tile's padded input is a fraction of its
     columns, so it is still in cache when im2col reads it, and the whole
     padded input is never allocated.
+
+    A padding ``mode`` other than 'zeros' fills the borders from the values
+    just copied (:func:`xpconv._padding.fill_borders`); only for tiles of
+    whole samples, whose mirrored or wrapped values are all in the tile.
     """
     rows, (lo, _) = tile.rows, geom.pad[0]
     size = rows.stop - rows.start
     first = rows.start - lo  # the band's first row, in x's coordinates
     above = min(max(-first, 0), size)  # rows of the band in the padding before x
     below = min(max(first + size - geom.in_size[0], 0), size - above)  # and after it
+    if mode != "zeros":
+        # Planned for whole samples only (_engine._gemm_pads_with_modes).
+        assert tile.band.stop - tile.band.start == geom.out_size[0]
+        return _pad_samples(x[tile.batch, ...], geom, xp, out, mode)
     if above + below == size:  # the band lies wholly in the padding (padding >= kernel)
         # zeros outright: Dask cannot pad an array with no rows
         n = tile.batch.stop - tile.batch.start
@@ -135,6 +150,17 @@ def pad_region(
     if fast is not None:
         return xp.reshape(fast, (part.shape[0], part.shape[1], size, *geom.padded_size[1:]))
     return xpx.pad(part, ((0, 0), (0, 0), *pads), xp=xp)
+
+
+def _pad_samples(
+    samples: Array, geom: ConvGeometry, xp: Namespace, out: Array | None, mode: str
+) -> Array:
+    """Whole samples padded with ``mode``: in ``out`` where there is one, else a copy."""
+    fill = functools.partial(fill_borders, pads=geom.pad, mode=mode, xp=xp)
+    fast = padded_rows(samples, geom.pad, 0, out, fill)
+    if fast is None:
+        return pad(samples, geom.pad, mode, xp)
+    return xp.reshape(fast, (samples.shape[0], samples.shape[1], *geom.padded_size))
 
 
 def _stacked_windows(padded: Array, geom: ConvGeometry, xp: Namespace) -> Array:
