@@ -128,15 +128,15 @@ def pad_region(
     just copied (:func:`xpconv._padding.fill_borders`); only for tiles of
     whole samples, whose mirrored or wrapped values are all in the tile.
     """
+    if mode != "zeros":
+        # Planned for whole samples only (_engine._gemm_pads_with_modes).
+        assert tile.band.stop - tile.band.start == geom.out_size[0]
+        return _pad_samples(x[tile.batch, ...], geom, xp, out, mode)
     rows, (lo, _) = tile.rows, geom.pad[0]
     size = rows.stop - rows.start
     first = rows.start - lo  # the band's first row, in x's coordinates
     above = min(max(-first, 0), size)  # rows of the band in the padding before x
     below = min(max(first + size - geom.in_size[0], 0), size - above)  # and after it
-    if mode != "zeros":
-        # Planned for whole samples only (_engine._gemm_pads_with_modes).
-        assert tile.band.stop - tile.band.start == geom.out_size[0]
-        return _pad_samples(x[tile.batch, ...], geom, xp, out, mode)
     if above + below == size:  # the band lies wholly in the padding (padding >= kernel)
         # zeros outright: Dask cannot pad an array with no rows
         n = tile.batch.stop - tile.batch.start
