@@ -465,7 +465,7 @@ def test_bench_total_is_one_call_and_noisy_medians_are_pointed_out(capsys, monke
     assert row["total_all_ms"] == [13.97, 12.87, 40.0]
     assert "fwd+bwd" in text
     assert "median of forward + backward in the same call" in text
-    note = next(line for line in text.splitlines() if line.startswith("note:"))
+    note = next(line for line in text.splitlines() if line.startswith("note: mnist"))
     assert "20.36" in note
     assert "13.97" in note
     assert "--repeat" in note

@@ -19,6 +19,7 @@ import warnings
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import xpconv
+from xpconv._blas_kernels import kernel_notes
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -293,6 +294,8 @@ def _info(args: argparse.Namespace) -> int:
     print("BLAS / thread pools (threadpoolctl):", file=out)
     for line in _blas_lines():
         print(line, file=out)
+    for note in kernel_notes():
+        print(f"note: {note}", file=out)
     demo = ", ".join(
         f"{dist} {_version(dist) or 'missing'}" for dist in ("scikit-learn", "matplotlib", "tqdm")
     )

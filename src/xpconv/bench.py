@@ -99,6 +99,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from xpconv import _registry
+from xpconv._blas_kernels import kernel_notes
 from xpconv._threads import thread_count, thread_limit
 
 if TYPE_CHECKING:
@@ -1168,6 +1169,9 @@ def _meta(
 ) -> dict[str, Any]:
     """The JSON's ``meta`` record: the machine, the libraries and the run's settings."""
     blas, thread_info = _blas_info()  # before _device_name, which may load torch's libraries
+    notes = kernel_notes()
+    if notes:
+        blas = {**blas, "kernel_notes": notes}
     device = _device_name(rt, compare, args.backend)
     env = {k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS", "OMP_", "MKL_"))}
     return {
@@ -1235,6 +1239,8 @@ def _print_header(meta: dict[str, Any], seed_wanted: bool, seed_found: bool) -> 
         f"repeat={meta['repeat']} workspace={meta['workspace_bytes']}"
     )
     _print_legend(meta["compare"], seed_wanted, seed_found)
+    for note in meta["blas"].get("kernel_notes", []):
+        print(f"note: {note}")
     header = (
         f"{'layer':<13} {'dtype':<8} {'impl':<22} {'fwd ms':>9} {'bwd ms':>9} {'fwd+bwd':>9} "
         f"{'GFLOP/s':>8} {'peak MiB':>9} {'/torch':>7} {'/seed':>7}"
