@@ -294,9 +294,32 @@ def test_zeros_mode_is_the_default(backend: Any, case: str) -> None:
 @pytest.mark.parametrize("mode", MODES)
 def test_padding_adjoint_identity(backend: Any, mode: str) -> None:
     """<pad(x), g> == <x, pad_adjoint(g)> with asymmetric pads up to the mode's limit, D = 3."""
-    shape = (2, 2, 4, 3, 5)
     top = 3 if mode == "reflect" else 4  # size 4 on the first axis: the largest pad allowed
     pads = ((top, 1), (0, 2 if mode != "reflect" else 1), (2, 0))
+    _check_adjoint_identity(backend, mode, (2, 2, 4, 3, 5), pads)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_last_axis_padded_a_column_at_a_time(
+    backend: Any, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the host, the last axis's padding of an array with many rows is copied and
+    folded one padded position at a time (``_padding.ROWS_PER_COLUMN``); forced here on
+    small arrays: the padding, its adjoint, the depthwise kernel and the im2col tiles."""
+    monkeypatch.setattr(_padding, "ROWS_PER_COLUMN", 1)
+    shape = (2, 2, 3, 6)
+    pads = ((1, 2), (2, 3) if mode != "reflect" else (3, 2))
+    _check_adjoint_identity(backend, mode, shape, pads)
+    caps = capabilities(backend.asarray(np.zeros(1)))
+    host = caps.in_place and not caps.gpu
+    assert _padding._by_columns(backend.asarray(np.zeros(shape)), shape, 2, 3) == host
+    depthwise = {"padding": (2, 3), "dilation": (2, 1), "groups": 3}
+    _route_matches_oracle(backend, mode, {}, None, ((2, 3, 12, 10), (3, 1, 3, 4)), depthwise)
+    gemm = {"padding": (2, 1, 3), "stride": (1, 2, 1), "dilation": (1, 1, 2)}
+    _route_matches_oracle(backend, mode, {}, None, ((3, 2, 5, 6, 8), (4, 2, 3, 2, 3)), gemm)
+
+
+def _check_adjoint_identity(backend: Any, mode: str, shape: tuple[int, ...], pads: Any) -> None:
     x = _data(shape, 5)
     xb = backend.asarray(x)
     padded = _padding.pad(xb, pads, mode, backend.xp)

@@ -30,6 +30,7 @@ axis independently, so the order does not change the result.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import array_api_compat as compat
@@ -166,6 +167,38 @@ def pad(x: Array, pads: Pads, mode: str, xp: Namespace) -> Array:
     return out
 
 
+# A pad of a few positions along the last (contiguous) axis is a slab of a
+# few values per row: NumPy copies or adds it as one short loop per row. On
+# the host such a slab goes one padded position (a column) at a time
+# instead, each one long strided loop, when the array has at least this many
+# rows per column (``docs/performance.md``, design-border-columns).
+ROWS_PER_COLUMN = 64
+
+
+def _by_columns(x: Array, shape: tuple[int, ...], lo: int, hi: int) -> bool:
+    """Whether the last axis's padding of ``shape`` is copied or folded a column at a time."""
+    if lo + hi < 2:  # one column is one loop either way
+        return False
+    caps = capabilities(x)
+    rows = math.prod(shape[:-1])
+    return caps.in_place and not caps.gpu and rows >= ROWS_PER_COLUMN * (lo + hi)
+
+
+def _column_sources(mode: str, n: int, lo: int, hi: int) -> tuple[tuple[int, int], ...]:
+    """(padded index, input index) of each padded position of an axis of ``n`` values.
+
+    Indices as in the module's table: reflect's first padded position (index
+    0) is x[lo], symmetric's is x[lo - 1]; after the axis (padded index
+    lo + n + k), reflect's is x[n - 2 - k] and symmetric's x[n - 1 - k].
+    """
+    first = {"reflect": lo, "symmetric": lo - 1, "circular": n - lo, "replicate": 0}[mode]
+    after = {"reflect": n - 2, "symmetric": n - 1, "circular": 0, "replicate": n - 1}[mode]
+    step = {"reflect": -1, "symmetric": -1, "circular": 1, "replicate": 0}[mode]
+    return tuple((p, first + step * p) for p in range(lo)) + tuple(
+        (lo + n + k, after + step * k) for k in range(hi)
+    )
+
+
 def fill_borders(out: Array, pads: Pads, mode: str, xp: Namespace) -> None:
     """Write the padding of ``out`` (A, B, *padded), whose interior holds the input, with ``mode``.
 
@@ -173,7 +206,9 @@ def fill_borders(out: Array, pads: Pads, mode: str, xp: Namespace) -> None:
     by :func:`pad` and by kernels that copy the input into a buffer of their
     own anyway (:mod:`xpconv._shifted`), which then pad with the mode for free.
     """
-    for target, source, flip_axis in _border_copies(tuple(out.shape), pads, mode):
+    shape = tuple(out.shape)
+    columns = _by_columns(out, shape, *pads[-1])
+    for target, source, flip_axis in _border_copies(shape, pads, mode, columns):
         values = out[source]
         if flip_axis is not None:
             values = xp.flip(values, axis=flip_axis)
@@ -182,17 +217,21 @@ def fill_borders(out: Array, pads: Pads, mode: str, xp: Namespace) -> None:
 
 @functools.lru_cache(maxsize=256)
 def _border_copies(
-    shape: tuple[int, ...], pads: Pads, mode: str
-) -> tuple[tuple[tuple[slice, ...], tuple[slice, ...], int | None], ...]:
+    shape: tuple[int, ...], pads: Pads, mode: str, columns: bool
+) -> tuple[tuple[tuple[Any, ...], tuple[Any, ...], int | None], ...]:
     """(target key, source key, axis to flip or None) of each run :func:`fill_borders` copies.
 
     Cached: every chunk of a depthwise call pads planes of the same shape.
     Axis by axis: the axes before one are padded already and the ones after
-    not yet, so the runs copied along an axis span exactly that region.
+    not yet, so the runs copied along an axis span exactly that region. With
+    ``columns`` the last axis's runs are copied one padded position at a time.
     """
     size = tuple(n - lo - hi for n, (lo, hi) in zip(shape[2:], pads, strict=True))
-    copies = []
+    copies: list[tuple[tuple[Any, ...], tuple[Any, ...], int | None]] = []
     for axis, ((lo, hi), n) in enumerate(zip(pads, size, strict=True), start=2):
+        if columns and axis == len(shape) - 1:  # the last axis: every other one is padded
+            copies += [((..., p), (..., lo + i), None) for p, i in _column_sources(mode, n, lo, hi)]
+            continue
         region = [slice(None)] * len(shape)
         for later in range(axis + 1, len(shape)):
             start = pads[later - 2][0]
@@ -230,9 +269,20 @@ def pad_adjoint(grad: Array, pads: Pads, mode: str, xp: Namespace) -> Array:
     """
     for axis in reversed(range(2, grad.ndim)):
         lo, hi = pads[axis - 2]
-        if lo or hi:
+        if axis == grad.ndim - 1 and _by_columns(grad, tuple(grad.shape), lo, hi):
+            grad = _fold_columns(grad, mode, lo, hi)
+        elif lo or hi:
             grad = _fold_axis(grad, mode, axis, lo, hi, xp)
     return grad
+
+
+def _fold_columns(grad: Array, mode: str, lo: int, hi: int) -> Array:
+    """:func:`_fold_axis` on the last axis, one padded position at a time (on the host)."""
+    n = grad.shape[-1] - lo - hi
+    inner = grad[..., lo : lo + n]
+    for p, i in _column_sources(mode, n, lo, hi):
+        inner = add_into(inner, (..., i), grad[..., p])
+    return inner
 
 
 def _fold_axis(grad: Array, mode: str, axis: int, lo: int, hi: int, xp: Namespace) -> Array:
