@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-__all__ = ["blas_kernel_notes", "kernel_notes"]
+__all__ = ["blas_kernel_notes", "cpuinfo", "kernel_notes"]
 
 # OpenBLAS's names (threadpoolctl's "architecture") of the kernels that use AVX-512.
 AVX512_KERNELS = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
@@ -50,15 +50,20 @@ def blas_kernel_notes(pools: Iterable[Mapping[str, Any]], cpu_flags: frozenset[s
     return notes
 
 
-def _cpu_flags() -> frozenset[str]:
-    """The processor's feature flags (Linux /proc/cpuinfo; empty elsewhere)."""
+def cpuinfo(key: str) -> str | None:
+    """The value of the first ``key`` line of Linux's /proc/cpuinfo; ``None`` elsewhere."""
     if platform.system() != "Linux":
-        return frozenset()
+        return None
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return frozenset(line.split(":", 1)[1].split())
-    return frozenset()
+            if line.startswith(key):
+                return line.split(":", 1)[1].strip()
+    return None
+
+
+def _cpu_flags() -> frozenset[str]:
+    """The processor's feature flags (empty where /proc/cpuinfo does not say)."""
+    return frozenset((cpuinfo("flags") or "").split())
 
 
 def kernel_notes() -> list[str]:

@@ -177,11 +177,11 @@ ROWS_PER_COLUMN = 64
 
 def _by_columns(x: Array, shape: tuple[int, ...], lo: int, hi: int) -> bool:
     """Whether the last axis's padding of ``shape`` is copied or folded a column at a time."""
-    if lo + hi < 2:  # one column is one loop either way
+    # One column is one loop either way; a small array stays with the slabs.
+    if lo + hi < 2 or math.prod(shape[:-1]) < ROWS_PER_COLUMN * (lo + hi):
         return False
     caps = capabilities(x)
-    rows = math.prod(shape[:-1])
-    return caps.in_place and not caps.gpu and rows >= ROWS_PER_COLUMN * (lo + hi)
+    return caps.in_place and not caps.gpu
 
 
 def _column_sources(mode: str, n: int, lo: int, hi: int) -> tuple[tuple[int, int], ...]:
@@ -191,9 +191,12 @@ def _column_sources(mode: str, n: int, lo: int, hi: int) -> tuple[tuple[int, int
     0) is x[lo], symmetric's is x[lo - 1]; after the axis (padded index
     lo + n + k), reflect's is x[n - 2 - k] and symmetric's x[n - 1 - k].
     """
-    first = {"reflect": lo, "symmetric": lo - 1, "circular": n - lo, "replicate": 0}[mode]
-    after = {"reflect": n - 2, "symmetric": n - 1, "circular": 0, "replicate": n - 1}[mode]
-    step = {"reflect": -1, "symmetric": -1, "circular": 1, "replicate": 0}[mode]
+    first, after, step = {  # the input index of padded index 0, of lo + n, and the step
+        "reflect": (lo, n - 2, -1),
+        "symmetric": (lo - 1, n - 1, -1),
+        "circular": (n - lo, 0, 1),
+        "replicate": (0, n - 1, 0),
+    }[mode]
     return tuple((p, first + step * p) for p in range(lo)) + tuple(
         (lo + n + k, after + step * k) for k in range(hi)
     )

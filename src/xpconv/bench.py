@@ -99,7 +99,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from xpconv import _registry
-from xpconv._blas_kernels import kernel_notes
+from xpconv._blas_kernels import cpuinfo, kernel_notes
 from xpconv._threads import thread_count, thread_limit
 
 if TYPE_CHECKING:
@@ -319,11 +319,7 @@ def _blas_threads() -> int | None:
 
 
 def _cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+    return cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def _version(module: str) -> str | None:
